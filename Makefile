@@ -1,0 +1,40 @@
+# opmond — build, run and test. Only Go is needed.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+CONFIG  ?= $(wildcard opmond.toml)
+FUZZTIME ?= 10s
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: build run test bench fuzz lint clean
+
+## build: a static binary ./opmond
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o opmond .
+
+## run: build and run the daemon in the foreground (./opmond.toml if present, else built-in defaults)
+run: build
+	./opmond serve $(if $(CONFIG),--config $(CONFIG))
+
+## test: vet, then every test with the race detector
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## bench: the Go benchmarks of the hot paths (store, query, decode, encode)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 60m ./...
+
+## fuzz: a short run of every fuzz target
+fuzz:
+	$(GO) test ./schema -run '^$$' -fuzz '^FuzzDecodeStoreRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./schema -run '^$$' -fuzz '^FuzzParseQueryRequest$$' -fuzztime $(FUZZTIME)
+
+## lint: gofmt and staticcheck
+lint:
+	@test -z "$$(gofmt -l . | grep -v '^testdata/')" || { gofmt -l . ; echo "gofmt needed"; exit 1; }
+	$(GO) run $(STATICCHECK) ./...
+
+clean:
+	rm -f opmond

@@ -1,0 +1,58 @@
+package anchor
+
+import (
+	"testing"
+)
+
+// The downloader will feed these parsers bytes from the network.
+
+func FuzzParseAnchor(f *testing.F) {
+	f.Add([]byte(validAnchor()))
+	f.Add([]byte(`<configurationAnchor xmlns="http://x-road.eu/xsd/xroad.xsd"><instanceIdentifier>X</instanceIdentifier><source><downloadURL>http://a/b</downloadURL><verificationCert>AA==</verificationCert></source></configurationAnchor>`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := ParseAnchor(data)
+		if err != nil {
+			return
+		}
+		if a.Instance == "" || len(a.Sources) == 0 || len(a.Fingerprint) != 28*3-1 {
+			t.Fatalf("accepted anchor is incomplete: %+v", a)
+		}
+		for _, s := range a.Sources {
+			if s.DownloadURL == "" || len(s.VerificationCerts) == 0 {
+				t.Fatalf("accepted source is incomplete: %+v", s)
+			}
+		}
+	})
+}
+
+func FuzzParseShared(f *testing.F) {
+	f.Add([]byte(sharedXML("EE",
+		[]member{{id: "id0", class: "COM", code: "1", subsystems: map[string]string{"id1": "S"}}},
+		[]server{{owner: "id0", code: "SS1"}})))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		inst, owners, err := parseShared(data)
+		if err != nil {
+			return
+		}
+		for id, owner := range owners {
+			if id.Instance != inst || owner != id.Owner() {
+				t.Fatalf("server %v has owner %v in instance %q", id, owner, inst)
+			}
+		}
+	})
+}
+
+func FuzzParseMonitoring(f *testing.F) {
+	f.Add([]byte(monitoringXML(monitoringID("SUBSYSTEM", "EE", "GOV", "1", "MON"))))
+	f.Add([]byte(monitoringXML(monitoringID("MEMBER", "EE", "GOV", "1", ""))))
+	f.Add([]byte(monitoringXML("")))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, ok, err := parseMonitoring(data)
+		if err != nil || !ok {
+			return
+		}
+		if id.Instance == "" || id.MemberClass == "" || id.MemberCode == "" || id.HasSubsystem != (id.Subsystem != "") {
+			t.Fatalf("accepted incomplete monitoring client %+v", id)
+		}
+	})
+}

@@ -1,0 +1,479 @@
+// Package daemon wires opmond together: configuration, the X-Road store and
+// query interface, health statistics, the admin listener and the schedulers.
+// Nothing here touches signals or exits the process, so a whole daemon can run
+// inside a test.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+
+	"github.com/opmond/opmond/anchor"
+	"github.com/opmond/opmond/storage"
+	"github.com/opmond/opmond/tlsconf"
+)
+
+// Version information, set by main from the build.
+var (
+	Version = "dev"
+	Commit  = "unknown"
+)
+
+// Options are what tests (and main) may inject besides the configuration.
+type Options struct {
+	Now       func() time.Time // the clock; nil = time.Now
+	LogWriter io.Writer        // nil = stderr
+	// Listener and AdminListener replace the configured addresses (tests use :0).
+	Listener      net.Listener
+	AdminListener net.Listener
+}
+
+// Daemon is one running opmond.
+type Daemon struct {
+	cfg     *Config
+	log     *Logger
+	now     func() time.Time
+	db      *storage.DB
+	health  *Health
+	gconf   anchor.Conf
+	gmode   anchor.Mode
+	static  *anchor.StaticDir
+	tls     *tlsconf.Server
+	metrics *metrics
+
+	app     *fiber.App
+	conns   connTracker
+	ln      net.Listener
+	admin   *http.Server
+	adminLn net.Listener
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New builds a daemon: opens the database, loads global configuration and TLS
+// material, and binds the listeners. Start serves.
+func New(cfg *Config, opts Options) (d *Daemon, err error) {
+	w := opts.LogWriter
+	if w == nil {
+		w = os.Stderr
+	}
+	log, err := NewLogger(cfg.Log, w)
+	if err != nil {
+		return nil, err
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	d = &Daemon{cfg: cfg, log: log, now: now, metrics: newMetrics()}
+	defer func() {
+		if err != nil {
+			d.closeResources()
+		}
+	}()
+
+	d.db, err = storage.Open(cfg.OpMonitor.Database, storage.Options{Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", cfg.OpMonitor.Database, err)
+	}
+	d.health = NewHealth(cfg.HealthPeriod(), now)
+	if err := d.setupGlobalConf(); err != nil {
+		return nil, err
+	}
+	if cfg.OpMonitor.Scheme == "https" {
+		d.tls, err = tlsconf.New(tlsconf.Options{
+			CertFile:        cfg.OpMonitor.TLSCertificate,
+			KeyFile:         cfg.OpMonitor.TLSKey,
+			ClientCertFiles: cfg.OpMonitor.ClientTLSCertificate,
+			Logger:          log.With().Str("component", "tls").Logger(),
+			OnFailure:       d.metrics.tlsFailure,
+			WatchInterval:   30 * time.Second,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	d.registerGauges()
+
+	d.ln = opts.Listener
+	if d.ln == nil {
+		if d.ln, err = net.Listen("tcp", cfg.ListenAddr()); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", cfg.ListenAddr(), err)
+		}
+	}
+	if d.tls != nil {
+		d.ln = d.tls.Listener(d.ln)
+	}
+	d.app = d.newApp()
+
+	d.adminLn = opts.AdminListener
+	if d.adminLn == nil && cfg.Admin.Listen != "" {
+		if d.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			return nil, fmt.Errorf("admin listen on %s: %w", cfg.Admin.Listen, err)
+		}
+	}
+	if d.adminLn != nil {
+		d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		if host, _, _ := net.SplitHostPort(d.adminLn.Addr().String()); !isLoopback(host) {
+			log.Warn().Str("listen", d.adminLn.Addr().String()).
+				Msg("admin listener is not bound to loopback; it has no authentication of its own")
+		}
+	}
+	return d, nil
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (d *Daemon) setupGlobalConf() error {
+	g := d.cfg.GlobalConf
+	mode, err := anchor.DetectMode(g.Anchor, g.Directory)
+	if err != nil {
+		return fmt.Errorf("global configuration: %w", err)
+	}
+	d.gmode = mode
+	ev := d.log.Info().Str("mode", mode.String()).Str("directory", g.Directory)
+	switch mode {
+	case anchor.ModeStandalone:
+		d.gconf = anchor.Standalone()
+		ev.Msg("global configuration")
+		d.log.Warn().Msg("no global configuration: running standalone, nobody is owner or central monitoring client, every client sees only its own records")
+	case anchor.ModeStatic:
+		d.static = anchor.NewStaticDir(g.Directory, anchor.StaticOptions{
+			IgnoreExpiry: g.IgnoreExpiry,
+			Logger:       d.log.With().Str("component", "globalconf").Logger(),
+			Now:          d.now,
+		})
+		d.gconf = d.static
+		ev.Bool("ignoreExpiry", g.IgnoreExpiry).Msg("global configuration")
+		if err := d.static.Valid(d.now()); err != nil {
+			d.log.Warn().Err(err).Msg("global configuration is not valid; queries are answered with the outdated-configuration fault")
+		}
+	case anchor.ModeDownload:
+		return fmt.Errorf("global-conf.anchor = %q: downloading global configuration is not available yet; use a static directory", g.Anchor)
+	}
+	return nil
+}
+
+func (d *Daemon) registerGauges() {
+	d.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "opmond_database_size_bytes", Help: "Size of the database file.",
+	}, func() float64 {
+		n, err := d.db.Size()
+		if err != nil {
+			return 0
+		}
+		return float64(n)
+	}))
+	if d.gmode != anchor.ModeStandalone {
+		d.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "opmond_globalconf_last_success_timestamp_seconds", Help: "When global configuration was last loaded successfully.",
+		}, func() float64 { return unixOrZero(d.gconf.LastLoad()) }))
+		d.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "opmond_globalconf_expiry_timestamp_seconds", Help: "When the loaded global configuration expires.",
+		}, func() float64 { return unixOrZero(d.gconf.Expiry()) }))
+	}
+}
+
+func unixOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.Unix())
+}
+
+// newApp builds the X-Road interface: two exact paths, 400 for the rest.
+func (d *Daemon) newApp() *fiber.App {
+	app := fiber.New(fiber.Config{
+		DisableStartupMessage:     true,
+		BodyLimit:                 int(d.cfg.OpMonitor.MaxRequestBytes),
+		CaseSensitive:             true,
+		StrictRouting:             true,
+		DisableDefaultContentType: true,
+		ReadTimeout:               2 * time.Minute,
+		WriteTimeout:              2 * time.Minute,
+		IdleTimeout:               2 * time.Minute,
+		ErrorHandler:              d.errorHandler,
+	})
+	app.Server().ConnState = d.conns.track
+	app.All("/store_data", d.handleStore)
+	app.All("/query_data", d.handleQuery)
+	app.Use(func(c *fiber.Ctx) error {
+		c.Status(fiber.StatusBadRequest)
+		return nil
+	})
+	return app
+}
+
+// errorHandler answers what fasthttp refuses before a handler runs: an
+// oversized body gets 413 with the endpoint's own error body (interface.md).
+func (d *Daemon) errorHandler(c *fiber.Ctx, err error) error {
+	var fe *fiber.Error
+	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestEntityTooLarge {
+		limit := d.cfg.OpMonitor.MaxRequestBytes
+		d.log.Warn().Str("path", c.Path()).Int64("limit", limit).Msg("request body too large")
+		c.Status(fiber.StatusRequestEntityTooLarge)
+		switch c.Path() {
+		case "/store_data":
+			d.metrics.observeStore(false, 0)
+			c.Set(fiber.HeaderContentType, "application/json;charset=utf-8")
+			return c.SendString(tooLargeStore(limit))
+		case "/query_data":
+			d.metrics.observeQuery(opOther, false, 0)
+			c.Set(fiber.HeaderContentType, "text/xml;charset=utf-8")
+			c.Set("SOAPAction", "")
+			return c.Send(tooLargeQuery(limit))
+		}
+		return nil
+	}
+	d.log.Warn().Err(err).Str("path", c.Path()).Msg("request failed")
+	c.Status(fiber.StatusBadRequest)
+	return nil
+}
+
+// connTracker knows which connections are between requests, so shutdown can
+// close them: fasthttp's own shutdown only closes connections that have
+// completed a request, and clients open spare connections that never do.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]fasthttp.ConnState
+}
+
+func (t *connTracker) track(c net.Conn, s fasthttp.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.conns == nil {
+		t.conns = map[net.Conn]fasthttp.ConnState{}
+	}
+	switch s {
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		delete(t.conns, c)
+	default:
+		t.conns[c] = s
+	}
+}
+
+// closeWaiting closes connections that are not in the middle of a request.
+func (t *connTracker) closeWaiting() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c, s := range t.conns {
+		if s == fasthttp.StateNew || s == fasthttp.StateIdle {
+			_ = c.Close()
+			delete(t.conns, c)
+		}
+	}
+}
+
+// shutdownApp stops accepting and waits for in-flight requests, closing
+// waiting connections as it goes.
+func (d *Daemon) shutdownApp(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- d.app.ShutdownWithContext(ctx) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		d.conns.closeWaiting()
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+		}
+	}
+}
+
+// Addr is the X-Road interface's listen address.
+func (d *Daemon) Addr() net.Addr { return d.ln.Addr() }
+
+// AdminAddr is the admin listener's address (nil when disabled).
+func (d *Daemon) AdminAddr() net.Addr {
+	if d.adminLn == nil {
+		return nil
+	}
+	return d.adminLn.Addr()
+}
+
+// DB exposes the database (tests, backup).
+func (d *Daemon) DB() *storage.DB { return d.db }
+
+// Start serves the listeners and starts the schedulers. They stop on Close.
+func (d *Daemon) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.goRun("xroad listener", func() {
+		if err := d.app.Listener(d.ln); err != nil && !errors.Is(err, net.ErrClosed) {
+			d.log.Error().Err(err).Msg("X-Road interface stopped")
+		}
+	})
+	if d.admin != nil {
+		d.goRun("admin listener", func() {
+			if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error().Err(err).Msg("admin listener stopped")
+			}
+		})
+	}
+	if d.static != nil {
+		d.goRun("globalconf reload", func() { d.static.Run(ctx) })
+	}
+	if d.tls != nil {
+		d.goRun("tls watch", func() { d.tls.Run(ctx) })
+	}
+	d.goRun("purge", func() { d.runPurge(ctx) })
+	d.log.Info().Str("listen", d.ln.Addr().String()).Str("scheme", d.cfg.OpMonitor.Scheme).
+		Str("database", d.cfg.OpMonitor.Database).Str("version", Version).Msg("opmond started")
+}
+
+func (d *Daemon) goRun(name string, f func()) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				d.log.Error().Str("goroutine", name).Interface("panic", r).Msg("goroutine crashed")
+			}
+		}()
+		f()
+	}()
+}
+
+// Reload re-reads what SIGHUP covers: TLS material and [log] level.
+func (d *Daemon) Reload() error {
+	var errs []error
+	if d.cfg.File != "" {
+		if cfg, err := LoadConfig(d.cfg.File); err != nil {
+			errs = append(errs, fmt.Errorf("reload configuration: %w", err))
+		} else if err := d.log.SetLevel(cfg.Log.Level); err != nil {
+			errs = append(errs, err)
+		} else {
+			d.log.Info().Str("level", cfg.Log.Level).Msg("log level set")
+		}
+	}
+	if d.tls != nil {
+		if err := d.tls.Reload(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		d.log.Error().Err(err).Msg("reload failed; old settings kept")
+	} else {
+		d.log.Info().Msg("reloaded")
+	}
+	return err
+}
+
+// Close stops accepting, drains in-flight requests (bounded), stops the
+// schedulers and closes the database. It is idempotent.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var errs []error
+		if d.app != nil {
+			if err := d.shutdownApp(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shut down X-Road interface: %w", err))
+			}
+		}
+		if d.admin != nil {
+			if err := d.admin.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shut down admin listener: %w", err))
+			}
+		}
+		if d.cancel != nil {
+			d.cancel()
+		}
+		d.wg.Wait()
+		if err := d.closeResources(); err != nil {
+			errs = append(errs, err)
+		}
+		d.closeErr = errors.Join(errs...)
+		d.log.Info().Msg("opmond stopped")
+	})
+	return d.closeErr
+}
+
+func (d *Daemon) closeResources() error {
+	var err error
+	if d.db != nil {
+		err = d.db.Close()
+	}
+	if d.app == nil {
+		if d.ln != nil {
+			d.ln.Close()
+		}
+		if d.adminLn != nil && d.admin == nil {
+			d.adminLn.Close()
+		}
+	}
+	return err
+}
+
+// Run builds and starts a daemon, reloads on each value from reload, and
+// shuts down when ctx is cancelled.
+func Run(ctx context.Context, cfg *Config, reload <-chan struct{}) error {
+	d, err := New(cfg, Options{})
+	if err != nil {
+		return err
+	}
+	d.Start()
+	for {
+		select {
+		case <-ctx.Done():
+			return d.Close()
+		case <-reload:
+			_ = d.Reload()
+		}
+	}
+}
+
+// adminHandler serves metrics, health checks and (in later versions) the JSON API.
+func (d *Daemon) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if reason := d.notReady(); reason != "" {
+			writeJSON(w, http.StatusServiceUnavailable, `{"status":"not ready","reason":`+jsonString(reason)+`}`)
+			return
+		}
+		writeJSON(w, http.StatusOK, `{"status":"ready"}`)
+	})
+	return mux
+}
+
+func (d *Daemon) notReady() string {
+	if _, err := d.db.Stats(); err != nil {
+		return "database: " + err.Error()
+	}
+	if d.gmode != anchor.ModeStandalone {
+		if err := d.gconf.Valid(d.now()); err != nil {
+			return "global configuration: " + err.Error()
+		}
+	}
+	return ""
+}
+
+func writeJSON(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}

@@ -1,0 +1,196 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/opmond/opmond/schema"
+)
+
+// appendHealthJSON writes health data as JSON with the SOAP answer's element
+// names (GET /api/v1/health and `opmond query --health`); absent elements are
+// absent, doubles printed as in the SOAP answer.
+func appendHealthJSON(b []byte, h *schema.HealthData) []byte {
+	b = append(b, `{"monitoringStartupTimestamp":`...)
+	b = strconv.AppendInt(b, h.MonitoringStartupMs, 10)
+	b = append(b, `,"statisticsPeriodSeconds":`...)
+	b = strconv.AppendInt(b, int64(h.StatisticsPeriodSeconds), 10)
+	b = append(b, `,"servicesEvents":[`...)
+	for i, s := range h.Services {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		p := s.Service.Provider
+		b = append(b, `{"service":{"xRoadInstance":`...)
+		b = append(b, jsonString(p.Instance)...)
+		b = append(b, `,"memberClass":`...)
+		b = append(b, jsonString(p.MemberClass)...)
+		b = append(b, `,"memberCode":`...)
+		b = append(b, jsonString(p.MemberCode)...)
+		if p.HasSubsystem {
+			b = append(b, `,"subsystemCode":`...)
+			b = append(b, jsonString(p.Subsystem)...)
+		}
+		b = append(b, `,"serviceCode":`...)
+		b = append(b, jsonString(s.Service.Code)...)
+		if s.Service.HasVersion {
+			b = append(b, `,"serviceVersion":`...)
+			b = append(b, jsonString(s.Service.Version)...)
+		}
+		b = append(b, '}')
+		if s.HasLastSuccessful {
+			b = append(b, `,"lastSuccessfulRequestTimestamp":`...)
+			b = strconv.AppendInt(b, s.LastSuccessfulMs, 10)
+		}
+		if s.HasLastUnsuccessful {
+			b = append(b, `,"lastUnsuccessfulRequestTimestamp":`...)
+			b = strconv.AppendInt(b, s.LastUnsuccessfulMs, 10)
+		}
+		if s.HasServiceType {
+			b = append(b, `,"serviceType":`...)
+			b = append(b, jsonString(s.ServiceType)...)
+		}
+		b = append(b, `,"lastPeriodStatistics":{"successfulRequestCount":`...)
+		b = strconv.AppendInt(b, int64(s.SuccessfulCount), 10)
+		b = append(b, `,"unsuccessfulRequestCount":`...)
+		b = strconv.AppendInt(b, int64(s.UnsuccessfulCount), 10)
+		if s.SuccessfulCount > 0 {
+			b = appendStatJSON(b, "request", "Duration", &s.RequestDuration)
+			b = appendStatJSON(b, "request", "Size", s.RequestSize)
+			b = appendStatJSON(b, "response", "Size", s.ResponseSize)
+		}
+		b = append(b, "}}"...)
+	}
+	return append(b, "]}"...)
+}
+
+func appendStatJSON(b []byte, prefix, kind string, st *schema.Stat) []byte {
+	if st == nil {
+		return b
+	}
+	b = append(b, `,"`+prefix+`Min`+kind+`":`...)
+	b = strconv.AppendInt(b, st.Min, 10)
+	b = append(b, `,"`+prefix+`Average`+kind+`":`...)
+	b = append(b, schema.FormatJavaDouble(st.Avg)...)
+	b = append(b, `,"`+prefix+`Max`+kind+`":`...)
+	b = strconv.AppendInt(b, st.Max, 10)
+	b = append(b, `,"`+prefix+kind+`StdDev":`...)
+	return append(b, schema.FormatJavaDouble(st.StdDev)...)
+}
+
+// parseHealthAnswer reads a getSecurityServerHealthData answer by local names.
+func parseHealthAnswer(data []byte) (*schema.HealthData, error) {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	h := &schema.HealthData{}
+	var path []string
+	var text strings.Builder
+	var cur *schema.ServiceEvents
+	stat := func(p **schema.Stat) *schema.Stat {
+		if *p == nil {
+			*p = &schema.Stat{}
+		}
+		return *p
+	}
+	found := false
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			if errors.Is(err, io.EOF) && found {
+				return h, nil
+			}
+			return nil, fmt.Errorf("answer is not a health data response: %w", err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			path = append(path, t.Name.Local)
+			text.Reset()
+			switch t.Name.Local {
+			case "getSecurityServerHealthDataResponse":
+				found = true
+			case "serviceEvents":
+				h.Services = append(h.Services, schema.ServiceEvents{})
+				cur = &h.Services[len(h.Services)-1]
+			}
+		case xml.CharData:
+			text.Write(t)
+		case xml.EndElement:
+			v := strings.TrimSpace(text.String())
+			text.Reset()
+			n := t.Name.Local
+			inService := len(path) >= 2 && path[len(path)-2] == "service"
+			path = path[:len(path)-1]
+			i, _ := strconv.ParseInt(v, 10, 64)
+			f, _ := strconv.ParseFloat(v, 64)
+			if n == "monitoringStartupTimestamp" {
+				h.MonitoringStartupMs = i
+				continue
+			}
+			if n == "statisticsPeriodSeconds" {
+				h.StatisticsPeriodSeconds = int(i)
+				continue
+			}
+			if cur == nil {
+				continue
+			}
+			if inService {
+				sv := &cur.Service
+				switch n {
+				case "xRoadInstance":
+					sv.Provider.Instance = v
+				case "memberClass":
+					sv.Provider.MemberClass = v
+				case "memberCode":
+					sv.Provider.MemberCode = v
+				case "subsystemCode":
+					sv.Provider.Subsystem, sv.Provider.HasSubsystem = v, true
+				case "serviceCode":
+					sv.Code = v
+				case "serviceVersion":
+					sv.Version, sv.HasVersion = v, true
+				}
+				continue
+			}
+			switch n {
+			case "lastSuccessfulRequestTimestamp":
+				cur.LastSuccessfulMs, cur.HasLastSuccessful = i, true
+			case "lastUnsuccessfulRequestTimestamp":
+				cur.LastUnsuccessfulMs, cur.HasLastUnsuccessful = i, true
+			case "serviceType":
+				cur.ServiceType, cur.HasServiceType = v, true
+			case "successfulRequestCount":
+				cur.SuccessfulCount = int(i)
+			case "unsuccessfulRequestCount":
+				cur.UnsuccessfulCount = int(i)
+			case "requestMinDuration":
+				cur.RequestDuration.Min = i
+			case "requestAverageDuration":
+				cur.RequestDuration.Avg = f
+			case "requestMaxDuration":
+				cur.RequestDuration.Max = i
+			case "requestDurationStdDev":
+				cur.RequestDuration.StdDev = f
+			case "requestMinSize":
+				stat(&cur.RequestSize).Min = i
+			case "requestAverageSize":
+				stat(&cur.RequestSize).Avg = f
+			case "requestMaxSize":
+				stat(&cur.RequestSize).Max = i
+			case "requestSizeStdDev":
+				stat(&cur.RequestSize).StdDev = f
+			case "responseMinSize":
+				stat(&cur.ResponseSize).Min = i
+			case "responseAverageSize":
+				stat(&cur.ResponseSize).Avg = f
+			case "responseMaxSize":
+				stat(&cur.ResponseSize).Max = i
+			case "responseSizeStdDev":
+				stat(&cur.ResponseSize).StdDev = f
+			}
+		}
+	}
+}

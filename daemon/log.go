@@ -1,0 +1,69 @@
+package daemon
+
+import (
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Logger is the daemon's zerolog logger with a level that SIGHUP can change
+// without rebuilding the loggers every component holds.
+type Logger struct {
+	zerolog.Logger
+	level *atomic.Int32
+}
+
+// NewLogger builds a logger writing to w in the configured format.
+func NewLogger(c LogConfig, w io.Writer) (*Logger, error) {
+	lvl, err := parseLevel(c.Level)
+	if err != nil {
+		return nil, err
+	}
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	l := &Logger{level: new(atomic.Int32)}
+	l.level.Store(int32(lvl))
+	lw := &levelWriter{w: w, level: l.level}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	l.Logger = zerolog.New(lw).Level(zerolog.TraceLevel).With().Timestamp().Logger().Hook(l)
+	return l, nil
+}
+
+// Run implements zerolog.Hook: events below the current level are discarded
+// before they are written.
+func (l *Logger) Run(e *zerolog.Event, level zerolog.Level, _ string) {
+	if level < zerolog.Level(l.level.Load()) && level != zerolog.NoLevel {
+		e.Discard()
+	}
+}
+
+// SetLevel changes the level at run time.
+func (l *Logger) SetLevel(s string) error {
+	lvl, err := parseLevel(s)
+	if err != nil {
+		return err
+	}
+	l.level.Store(int32(lvl))
+	return nil
+}
+
+// Enabled reports whether events at lvl are written (so hot paths can skip
+// building them).
+func (l *Logger) Enabled(lvl zerolog.Level) bool { return lvl >= zerolog.Level(l.level.Load()) }
+
+type levelWriter struct {
+	w     io.Writer
+	level *atomic.Int32
+}
+
+func (lw *levelWriter) Write(p []byte) (int, error) { return lw.w.Write(p) }
+
+func (lw *levelWriter) WriteLevel(level zerolog.Level, p []byte) (int, error) {
+	if level < zerolog.Level(lw.level.Load()) && level != zerolog.NoLevel {
+		return len(p), nil
+	}
+	return lw.w.Write(p)
+}

@@ -1,0 +1,243 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/storage"
+)
+
+// Operation labels for metrics.
+const (
+	opOperationalData = "getSecurityServerOperationalData"
+	opHealthData      = "getSecurityServerHealthData"
+	opOther           = "other"
+)
+
+// queryFault is a SOAP fault to answer with; connClose tells whether it
+// happened after the message was parsed (upstream then primes Connection: close).
+type queryFault struct {
+	*schema.SOAPError
+	connClose bool
+}
+
+// handleQuery serves POST /query_data (opmon-protocol.md §3–5).
+func (d *Daemon) handleQuery(c *fiber.Ctx) error {
+	start := time.Now()
+	op, fault := d.query(c)
+	if fault != nil {
+		d.writeFault(c, fault)
+	}
+	d.metrics.observeQuery(op, fault == nil, time.Since(start))
+	return nil
+}
+
+func (d *Daemon) query(c *fiber.Ctx) (string, *queryFault) {
+	if m := c.Method(); m != fiber.MethodPost {
+		return opOther, &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInvalidHTTPMethod,
+			String: "Must use POST request method instead of " + m}}
+	}
+	ct := c.Get(fiber.HeaderContentType)
+	if !mediaTypeIs(ct, "text/xml") {
+		return opOther, &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInvalidContentType,
+			String: "Invalid content type " + ct + ", expecting text/xml"}}
+	}
+	now := d.now()
+	if err := d.gconf.Valid(now); err != nil {
+		d.log.Warn().Err(err).Msg("query refused: global configuration is not valid")
+		return opOther, &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultGlobalConfOutdated,
+			String: "Global configuration is expired"}}
+	}
+	req, err := schema.ParseQueryRequest(c.Body(), ct)
+	if err != nil {
+		var se *schema.SOAPError
+		if !errors.As(err, &se) {
+			se = &schema.SOAPError{Code: schema.FaultInternalError, String: err.Error()}
+		}
+		// Faults from dispatch and body validation come after upstream primed
+		// Connection: close; envelope-level ones come before.
+		late := se.Code == schema.FaultInvalidRequest || se.Code == schema.FaultInternalError
+		return opOther, &queryFault{SOAPError: se, connClose: late}
+	}
+	c.Context().SetConnectionClose()
+	switch req.Operation {
+	case schema.OpOperationalData:
+		return opOperationalData, d.operationalData(c, req, now)
+	case schema.OpHealthData:
+		return opHealthData, d.healthData(c, req)
+	}
+	return opOther, &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError,
+		String: "Unknown service: '" + req.Service.String() + "'"}, connClose: true}
+}
+
+func invalidRequest(msg string) *queryFault {
+	return &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInvalidRequest, String: msg}, connClose: true}
+}
+
+// operationalData answers getSecurityServerOperationalData (§4).
+func (d *Daemon) operationalData(c *fiber.Ctx, req *schema.QueryRequest, now time.Time) *queryFault {
+	avail := now.Unix() - int64(d.cfg.OpMonitor.RecordsAvailableOffset)
+	from, to := req.RecordsFrom, req.RecordsTo
+	switch {
+	case from < 0:
+		return invalidRequest("Records from timestamp is a negative number")
+	case to < 0:
+		return invalidRequest("Records to timestamp is a negative number")
+	case to < from:
+		return invalidRequest("Records to timestamp is earlier than records from timestamp")
+	case from >= avail:
+		return invalidRequest("Records not available from " + strconv.FormatInt(from, 10) + " yet")
+	}
+	fields := schema.AllFields
+	if len(req.OutputFields) > 0 {
+		fields = 0
+		for _, name := range req.OutputFields {
+			f, ok := schema.FieldByName(name)
+			if !ok {
+				return invalidRequest("Unknown output field in search criteria: " + name)
+			}
+			fields = fields.With(f)
+		}
+	}
+	privileged := d.privileged(req)
+	if !privileged {
+		fields = fields.Without(schema.FSecurityServerInternalIP)
+	}
+	var next int64
+	hasNext := false
+	if to >= avail {
+		to, next, hasNext = avail-1, avail, true
+	}
+	q := storage.Query{From: from, To: to, Max: d.cfg.OpMonitor.MaxRecordsInPayload, Provider: req.SearchClient}
+	if !privileged {
+		client := req.Client
+		q.Associated = &client
+	}
+	payload, res, err := d.recordsPayload(c, q, fields)
+	if err != nil {
+		d.log.Error().Err(err).Msg("operational data query failed")
+		return &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError,
+			String: "Failed to get records for response: " + err.Error()}, connClose: true}
+	}
+	if res.More {
+		next, hasNext = res.Last+1, true
+	}
+	soap := req.OperationalDataResponse(res.Count, next, hasNext)
+	boundary := schema.NewBoundary()
+	var body bytes.Buffer
+	body.Grow(len(soap) + len(payload) + 512)
+	if err := schema.WriteOperationalDataMultipart(&body, boundary, c.Get(fiber.HeaderContentType), soap, payload); err != nil {
+		return &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError, String: err.Error()}, connClose: true}
+	}
+	c.Status(fiber.StatusOK)
+	c.Set(fiber.HeaderContentType, schema.MultipartContentType(boundary))
+	c.Response().SetBodyRaw(body.Bytes())
+	d.log.Debug().Str("client", req.Client.String()).Bool("privileged", privileged).
+		Int64("from", from).Int64("to", to).Int("records", res.Count).Bool("more", res.More).Msg("operational data query")
+	return nil
+}
+
+// privileged is upstream's rule (§4.3): the central monitoring client, or the
+// owner of the server named in the securityServer header. When the daemon
+// knows its own server id, the header must name it.
+func (d *Daemon) privileged(req *schema.QueryRequest) bool {
+	if mc, ok := d.gconf.MonitoringClient(); ok && mc == req.Client {
+		return true
+	}
+	if req.SecurityServer == nil {
+		return false
+	}
+	if own := d.cfg.SecurityServerID(); own != nil && *own != *req.SecurityServer {
+		return false
+	}
+	owner, ok := d.gconf.OwnerOf(*req.SecurityServer)
+	return ok && owner == req.Client
+}
+
+var gzipPool = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return w
+}}
+
+// recordsPayload runs the query and returns the gzip of {"records":[...]}.
+func (d *Daemon) recordsPayload(c *fiber.Ctx, q storage.Query, fields schema.FieldSet) ([]byte, storage.QueryResult, error) {
+	var out bytes.Buffer
+	zw := gzipPool.Get().(*gzip.Writer)
+	defer gzipPool.Put(zw)
+	zw.Reset(&out)
+	buf := make([]byte, 0, 128<<10)
+	buf = append(buf, `{"records":[`...)
+	first := true
+	res, err := d.db.Query(c.UserContext(), q, func(r *schema.Record) error {
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = schema.AppendRecordJSON(buf, r, fields)
+		if len(buf) >= 96<<10 {
+			if _, err := zw.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, res, err
+	}
+	buf = append(buf, "]}"...)
+	if _, err := zw.Write(buf); err != nil {
+		return nil, res, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, res, err
+	}
+	return out.Bytes(), res, nil
+}
+
+// healthData answers getSecurityServerHealthData (§5); it has no access control.
+func (d *Daemon) healthData(c *fiber.Ctx, req *schema.QueryRequest) *queryFault {
+	snap := d.health.Snapshot(req.FilterClient)
+	c.Status(fiber.StatusOK)
+	c.Set(fiber.HeaderContentType, c.Get(fiber.HeaderContentType))
+	return sendOrFault(c, req.HealthDataResponse(snap))
+}
+
+func sendOrFault(c *fiber.Ctx, body []byte) *queryFault {
+	if err := c.Send(body); err != nil {
+		return &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError, String: err.Error()}, connClose: true}
+	}
+	return nil
+}
+
+// writeFault is the one place where query errors become SOAP faults (§3.9).
+func (d *Daemon) writeFault(c *fiber.Ctx, f *queryFault) {
+	detail := uuid.NewString()
+	code := schema.FaultPrefix + f.Code
+	if f.Code == schema.FaultInternalError {
+		d.log.Error().Str("faultCode", code).Str("faultString", f.String).Str("faultDetail", detail).Msg("query fault")
+	} else {
+		d.log.Info().Str("faultCode", code).Str("faultString", f.String).Str("faultDetail", detail).Msg("query fault")
+	}
+	c.Response().Reset()
+	if f.connClose {
+		c.Context().SetConnectionClose()
+	}
+	c.Status(fiber.StatusOK)
+	c.Set(fiber.HeaderContentType, "text/xml;charset=utf-8")
+	c.Set("SOAPAction", "")
+	c.Response().SetBodyRaw(schema.FaultXML(code, f.String, detail))
+}
+
+func tooLargeQuery(limit int64) []byte {
+	return schema.FaultXML(schema.FaultPrefix+schema.FaultInvalidRequest,
+		"request body exceeds "+strconv.FormatInt(limit, 10)+" bytes", uuid.NewString())
+}

@@ -1,0 +1,126 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"mime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+
+	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/storage"
+)
+
+// storeResult is the outcome of one /store_data request; it becomes the JSON
+// answer in exactly one place (writeStoreAnswer).
+type storeResult struct {
+	err error // nil: OK
+}
+
+// handleStore serves POST /store_data (opmon-protocol.md §2).
+func (d *Daemon) handleStore(c *fiber.Ctx) error {
+	start := time.Now()
+	res := d.store(c)
+	d.metrics.observeStore(res.err == nil, time.Since(start))
+	return writeStoreAnswer(c, res)
+}
+
+func (d *Daemon) store(c *fiber.Ctx) storeResult {
+	if m := c.Method(); m != fiber.MethodPost {
+		return storeResult{err: internalError("Must use POST request method instead of " + m)}
+	}
+	ct := c.Get(fiber.HeaderContentType)
+	if !mediaTypeIs(ct, "application/json") {
+		return storeResult{err: internalError("Invalid content type " + ct + ", expecting application/json")}
+	}
+	body := c.Body()
+	req, err := schema.DecodeStoreRequest(body, schema.DecodeOptions{})
+	if err != nil {
+		d.log.Warn().Str("remote", c.IP()).Int("bytes", len(body)).Err(err).Msg("store request refused")
+		return storeResult{err: err}
+	}
+	var quarantine []storage.Quarantined
+	if len(req.Rejected) > 0 {
+		quarantine = make([]storage.Quarantined, len(req.Rejected))
+		for i, r := range req.Rejected {
+			quarantine[i] = storage.Quarantined{Reason: r.Reason, Raw: r.Raw}
+			ev := d.log.Warn().Str("remote", c.IP()).Int("index", r.Index).Str("reason", r.Reason)
+			if d.log.Enabled(zerolog.DebugLevel) {
+				ev = ev.Bytes("record", r.Raw)
+			}
+			ev.Msg("record quarantined")
+		}
+	}
+	ts, err := d.db.Store(c.UserContext(), req.Records, quarantine)
+	if err != nil {
+		d.log.Error().Err(err).Int("records", len(req.Records)).Msg("store failed")
+		return storeResult{err: errDatabase{err}}
+	}
+	d.health.Add(req.Records)
+	d.metrics.recordsStored(len(req.Records), len(quarantine))
+	if d.log.Enabled(zerolog.DebugLevel) {
+		d.log.Debug().Str("remote", c.IP()).Int("records", len(req.Records)).
+			Int("quarantined", len(quarantine)).Int64("monitoringDataTs", ts).Msg("stored")
+	}
+	return storeResult{}
+}
+
+// upstreamError is an error whose text upstream prefixes with an error
+// reference and category ("[uuid] [SYSTEM] internal_error: ...").
+type upstreamError struct{ msg string }
+
+func (e upstreamError) Error() string { return e.msg }
+
+func internalError(msg string) error { return upstreamError{msg: msg} }
+
+type errDatabase struct{ err error }
+
+func (e errDatabase) Error() string {
+	if errors.Is(e.err, storage.ErrClosed) {
+		return "database error: daemon is shutting down"
+	}
+	return "database error: " + e.err.Error()
+}
+
+func writeStoreAnswer(c *fiber.Ctx, res storeResult) error {
+	c.Status(fiber.StatusOK)
+	c.Set(fiber.HeaderContentType, "application/json;charset=utf-8")
+	if res.err == nil {
+		return c.SendString(`{"status":"OK"}`)
+	}
+	msg := res.err.Error()
+	var ue upstreamError
+	if errors.As(res.err, &ue) {
+		msg = "[" + uuid.NewString() + "] [SYSTEM] internal_error: " + ue.msg
+	}
+	return c.SendString(`{"status":"Error","errorMessage":` + jsonString(msg) + `}`)
+}
+
+// jsonString quotes s as a JSON string without HTML escaping.
+func jsonString(s string) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// mediaTypeIs compares the media type of a Content-Type value, without
+// parameters and case-insensitively.
+func mediaTypeIs(contentType, want string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt, _, _ = strings.Cut(contentType, ";")
+		mt = strings.TrimSpace(mt)
+	}
+	return strings.EqualFold(mt, want)
+}
+
+func tooLargeStore(limit int64) string {
+	return `{"status":"Error","errorMessage":"request body exceeds ` + strconv.FormatInt(limit, 10) + ` bytes"}`
+}
