@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -176,7 +177,7 @@ func decodeConfig(data []byte, cfg *Config) error {
 			}
 			return fmt.Errorf("line %d: %s", perr.Position.Line, oneLine(msg))
 		}
-		return errors.New(oneLine(err.Error()))
+		return typeError(data, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
@@ -186,6 +187,30 @@ func decodeConfig(data []byte, cfg *Config) error {
 		return fmt.Errorf("unknown key %s", strings.Join(keys, ", "))
 	}
 	return nil
+}
+
+var lastKeyRe = regexp.MustCompile(`last key "([^"]+)"\): (.*)$`)
+
+// typeError rewrites the TOML decoder's type errors as "key = value: why".
+func typeError(data []byte, err error) error {
+	msg := oneLine(err.Error())
+	m := lastKeyRe.FindStringSubmatch(msg)
+	if m == nil {
+		return errors.New(strings.TrimPrefix(msg, "toml: "))
+	}
+	var generic map[string]any
+	if _, gerr := toml.Decode(string(data), &generic); gerr == nil {
+		var v any = generic
+		for _, part := range strings.Split(m[1], ".") {
+			if mv, ok := v.(map[string]any); ok {
+				v = mv[part]
+			}
+		}
+		if _, isMap := v.(map[string]any); !isMap && v != nil {
+			return keyError(m[1], v, "wrong type: "+m[2])
+		}
+	}
+	return fmt.Errorf("%s: %s", m[1], m[2])
 }
 
 func oneLine(s string) string {
