@@ -67,7 +67,7 @@ type Daemon struct {
 
 // New builds a daemon: opens the database, loads global configuration and TLS
 // material, and binds the listeners. Start serves.
-func New(cfg *Config, opts Options) (d *Daemon, err error) {
+func New(cfg *Config, opts Options) (_ *Daemon, err error) {
 	w := opts.LogWriter
 	if w == nil {
 		w = os.Stderr
@@ -80,7 +80,7 @@ func New(cfg *Config, opts Options) (d *Daemon, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	d = &Daemon{cfg: cfg, log: log, now: now, metrics: newMetrics()}
+	d := &Daemon{cfg: cfg, log: log, now: now, metrics: newMetrics()}
 	defer func() {
 		if err != nil {
 			d.closeResources()

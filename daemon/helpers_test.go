@@ -52,6 +52,7 @@ type testDaemon struct {
 	adminURL string
 	cfg      *Config
 	logs     *syncBuffer
+	hc       *http.Client // nil: http.DefaultClient
 }
 
 type syncBuffer struct {
@@ -79,6 +80,7 @@ func testConfig(t *testing.T, dir string) *Config {
 	cfg.OpMonitor.Database = filepath.Join(dir, "data", "opmonitor.db")
 	cfg.GlobalConf.Directory = filepath.Join(dir, "no-globalconf")
 	cfg.Log.Level = "debug"
+	cfg.Admin.Listen = "" // startDaemon passes its own admin listener on :0
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -119,11 +121,19 @@ func startDaemon(t *testing.T, cfg *Config, now func() time.Time) *testDaemon {
 // post sends a request and returns status, headers and body.
 func (td *testDaemon) post(path, contentType string, body []byte) (int, http.Header, []byte) {
 	td.t.Helper()
-	return doRequest(td.t, http.MethodPost, td.url+path, contentType, body)
+	return doRequestWith(td.t, td.hc, http.MethodPost, td.url+path, contentType, body)
 }
 
 func doRequest(t *testing.T, method, url, contentType string, body []byte) (int, http.Header, []byte) {
 	t.Helper()
+	return doRequestWith(t, nil, method, url, contentType, body)
+}
+
+func doRequestWith(t *testing.T, hc *http.Client, method, url, contentType string, body []byte) (int, http.Header, []byte) {
+	t.Helper()
+	if hc == nil {
+		hc = http.DefaultClient
+	}
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +141,7 @@ func doRequest(t *testing.T, method, url, contentType string, body []byte) (int,
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

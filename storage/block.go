@@ -1,0 +1,398 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/opmond/opmond/schema"
+)
+
+// A block value is a small uncompressed header followed by a zstd frame
+// holding the records in columns:
+//
+//	header: version byte (blockVersion)
+//	        uvarint record count
+//	        uvarint length of the uncompressed body
+//	        uvarint n, then n party hashes (8 bytes big-endian each)
+//	        uvarint m, then m requestInTs minute keys, ascending, as uvarint
+//	        deltas (the first from zero)
+//	body:   per record the presence mask shifted right by one (uvarint,
+//	        monitoringDataTs is the block key's ts and never stored), then
+//	        for each field after monitoringDataTs in schema order the values
+//	        of the records that have it: strings as uvarint length + bytes,
+//	        succeeded as one byte, other numbers as zigzag varints, with
+//	        requestInTs as the delta from the previous record's requestInTs
+//	        and the other three timestamps as the delta from the record's
+//	        own requestInTs.
+//
+// The header lets purge remove index entries without decompressing.
+const blockVersion = 1
+
+// maxBlockRecords bounds a block so that a filtered query never decodes a
+// huge block for one matching record.
+const maxBlockRecords = 1024
+
+// maxBodyLen bounds the uncompressed body a corrupt header could claim.
+const maxBodyLen = 64 << 20
+
+var errCorrupt = errors.New("corrupt block")
+
+var (
+	zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+		e, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedDefault),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+		if err != nil {
+			panic(err) // only bad options fail
+		}
+		return e
+	})
+	zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
+		d, err := zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithDecodeAllCapLimit(true))
+		if err != nil {
+			panic(err)
+		}
+		return d
+	})
+)
+
+// Per-field facts used in the encoding loops.
+var (
+	fieldKind [schema.NumFields]schema.Kind
+	fieldSlot [schema.NumFields]uint8
+)
+
+func init() {
+	for f := range schema.Fields {
+		fieldKind[f] = schema.Fields[f].Kind
+		fieldSlot[f] = schema.Fields[f].Slot
+	}
+}
+
+var slotRequestInTs = schema.Fields[schema.FRequestInTs].Slot
+
+// relToRequestIn reports whether a timestamp field is stored relative to the
+// record's requestInTs.
+func relToRequestIn(f schema.Field) bool {
+	return f == schema.FRequestOutTs || f == schema.FResponseInTs || f == schema.FResponseOutTs
+}
+
+type blockEncoder struct {
+	body    []byte
+	parties []uint64
+	minutes []uint64
+}
+
+var encoderPool = sync.Pool{New: func() any { return new(blockEncoder) }}
+
+// encodeBlock encodes recs (at most maxBlockRecords) as a block value.
+func encodeBlock(recs []schema.Record) []byte {
+	e := encoderPool.Get().(*blockEncoder)
+	defer encoderPool.Put(e)
+	body, parties, minutes := e.body[:0], e.parties[:0], e.minutes[:0]
+
+	for i := range recs {
+		r := &recs[i]
+		body = binary.AppendUvarint(body, uint64(r.Has&schema.AllFields)>>1)
+		if h, ok := recordPartyHash(r, roleClient, schema.FClientXRoadInstance); ok {
+			parties = append(parties, h)
+		}
+		if h, ok := recordPartyHash(r, roleProvider, schema.FServiceXRoadInstance); ok {
+			parties = append(parties, h)
+		}
+		if r.Has.Has(schema.FRequestInTs) {
+			minutes = append(minutes, minuteKey(r.Ints[slotRequestInTs]))
+		}
+	}
+	for f := schema.Field(1); f < schema.NumFields; f++ {
+		slot := fieldSlot[f]
+		switch fieldKind[f] {
+		case schema.KindString:
+			for i := range recs {
+				if r := &recs[i]; r.Has.Has(f) {
+					s := r.Strs[slot]
+					body = binary.AppendUvarint(body, uint64(len(s)))
+					body = append(body, s...)
+				}
+			}
+		case schema.KindBool:
+			for i := range recs {
+				if r := &recs[i]; r.Has.Has(f) {
+					var b byte
+					if r.Ints[slot] != 0 {
+						b = 1
+					}
+					body = append(body, b)
+				}
+			}
+		default:
+			var prev int64
+			for i := range recs {
+				r := &recs[i]
+				if !r.Has.Has(f) {
+					continue
+				}
+				v := r.Ints[slot]
+				switch {
+				case f == schema.FRequestInTs:
+					v, prev = v-prev, v
+				case relToRequestIn(f) && r.Has.Has(schema.FRequestInTs):
+					v -= r.Ints[slotRequestInTs]
+				}
+				body = binary.AppendVarint(body, v)
+			}
+		}
+	}
+
+	slices.Sort(parties)
+	parties = slices.Compact(parties)
+	slices.Sort(minutes)
+	minutes = slices.Compact(minutes)
+
+	out := make([]byte, 0, 32+8*len(parties)+2*len(minutes)+len(body)/3)
+	out = append(out, blockVersion)
+	out = binary.AppendUvarint(out, uint64(len(recs)))
+	out = binary.AppendUvarint(out, uint64(len(body)))
+	out = binary.AppendUvarint(out, uint64(len(parties)))
+	for _, h := range parties {
+		out = binary.BigEndian.AppendUint64(out, h)
+	}
+	out = binary.AppendUvarint(out, uint64(len(minutes)))
+	var prev uint64
+	for _, m := range minutes {
+		out = binary.AppendUvarint(out, m-prev)
+		prev = m
+	}
+	out = zstdEncoder().EncodeAll(body, out)
+
+	e.body, e.parties, e.minutes = body, parties, minutes
+	return out
+}
+
+// blockHeader is the parsed uncompressed header of a block value. Its slices
+// point into the value.
+type blockHeader struct {
+	count   int
+	bodyLen int
+	parties []byte // 8 bytes per hash
+	minutes []byte // uvarint deltas
+	nMin    int
+	zbody   []byte // the zstd frame
+}
+
+func parseHeader(v []byte) (blockHeader, error) {
+	var h blockHeader
+	if len(v) == 0 || v[0] != blockVersion {
+		return h, fmt.Errorf("%w: unknown block version", errCorrupt)
+	}
+	p := 1
+	uv := func() uint64 {
+		if p < 0 {
+			return 0
+		}
+		x, n := binary.Uvarint(v[p:])
+		if n <= 0 {
+			p = -1
+			return 0
+		}
+		p += n
+		return x
+	}
+	count, bodyLen, np := uv(), uv(), uv()
+	if p < 0 || count > maxBlockRecords || count > bodyLen || bodyLen > maxBodyLen || np > uint64(len(v)-p)/8 {
+		return h, errCorrupt
+	}
+	h.count, h.bodyLen = int(count), int(bodyLen)
+	h.parties = v[p : p+int(np)*8]
+	p += int(np) * 8
+	nm := uv()
+	if p < 0 || nm > uint64(len(v)-p) {
+		return h, errCorrupt
+	}
+	start := p
+	for range nm {
+		if uv(); p < 0 {
+			return h, errCorrupt
+		}
+	}
+	h.minutes, h.nMin = v[start:p], int(nm)
+	h.zbody = v[p:]
+	return h, nil
+}
+
+// hasParty reports whether the block holds a party with hash ph.
+func (h *blockHeader) hasParty(ph uint64) bool {
+	for i := 0; i+8 <= len(h.parties); i += 8 {
+		if binary.BigEndian.Uint64(h.parties[i:]) == ph {
+			return true
+		}
+	}
+	return false
+}
+
+// eachParty calls fn with every party hash of the block.
+func (h *blockHeader) eachParty(fn func(uint64) error) error {
+	for i := 0; i+8 <= len(h.parties); i += 8 {
+		if err := fn(binary.BigEndian.Uint64(h.parties[i:])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eachMinute calls fn with every requestInTs minute key of the block.
+func (h *blockHeader) eachMinute(fn func(uint64) error) error {
+	var m uint64
+	b := h.minutes
+	for range h.nMin {
+		d, n := binary.Uvarint(b)
+		if n <= 0 {
+			return errCorrupt
+		}
+		b = b[n:]
+		m += d
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var bodyBufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// decompress returns the uncompressed body of a block as one string; the
+// strings of decoded records are substrings of it, so decoding allocates
+// nothing per field.
+func decompress(h *blockHeader) (string, error) {
+	bp := bodyBufPool.Get().(*[]byte)
+	defer bodyBufPool.Put(bp)
+	buf := *bp
+	if cap(buf) < h.bodyLen {
+		buf = make([]byte, 0, h.bodyLen)
+	}
+	buf, err := zstdDecoder().DecodeAll(h.zbody, buf[:0:h.bodyLen])
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	if len(buf) != h.bodyLen {
+		return "", fmt.Errorf("%w: body length", errCorrupt)
+	}
+	*bp = buf[:0:cap(buf)]
+	return string(buf), nil
+}
+
+// bodyReader reads varints and strings from a body without allocating.
+type bodyReader struct {
+	s   string
+	off int
+	bad bool
+}
+
+func (r *bodyReader) uvarint() uint64 {
+	var x uint64
+	var shift uint
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		if r.off >= len(r.s) {
+			break
+		}
+		b := r.s[r.off]
+		r.off++
+		if b < 0x80 {
+			return x | uint64(b)<<shift
+		}
+		x |= uint64(b&0x7f) << shift
+		shift += 7
+	}
+	r.bad = true
+	return 0
+}
+
+func (r *bodyReader) varint() int64 {
+	u := r.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
+}
+
+func (r *bodyReader) str() string {
+	n := r.uvarint()
+	if n > uint64(len(r.s)-r.off) {
+		r.bad = true
+		return ""
+	}
+	s := r.s[r.off : r.off+int(n)]
+	r.off += int(n)
+	return s
+}
+
+func (r *bodyReader) byte() byte {
+	if r.off >= len(r.s) {
+		r.bad = true
+		return 0
+	}
+	b := r.s[r.off]
+	r.off++
+	return b
+}
+
+// decodeBody decodes count records from body into recs[:count] (recs must
+// have that length). FMonitoringDataTs is left absent.
+func decodeBody(body string, recs []schema.Record) error {
+	r := bodyReader{s: body}
+	for i := range recs {
+		recs[i] = schema.Record{Has: schema.FieldSet(r.uvarint() << 1)}
+		if recs[i].Has&^schema.AllFields != 0 {
+			r.bad = true
+		}
+	}
+	if r.bad {
+		return errCorrupt
+	}
+	for f := schema.Field(1); f < schema.NumFields; f++ {
+		slot := fieldSlot[f]
+		switch fieldKind[f] {
+		case schema.KindString:
+			for i := range recs {
+				if recs[i].Has.Has(f) {
+					recs[i].Strs[slot] = r.str()
+				}
+			}
+		case schema.KindBool:
+			for i := range recs {
+				if recs[i].Has.Has(f) {
+					recs[i].Ints[slot] = int64(r.byte() & 1)
+				}
+			}
+		default:
+			var prev int64
+			for i := range recs {
+				rec := &recs[i]
+				if !rec.Has.Has(f) {
+					continue
+				}
+				v := r.varint()
+				switch {
+				case f == schema.FRequestInTs:
+					v += prev
+					prev = v
+				case relToRequestIn(f) && rec.Has.Has(schema.FRequestInTs):
+					v += rec.Ints[slotRequestInTs]
+				}
+				rec.Ints[slot] = v
+			}
+		}
+		if r.bad {
+			return errCorrupt
+		}
+	}
+	if r.off != len(r.s) {
+		return fmt.Errorf("%w: trailing bytes", errCorrupt)
+	}
+	return nil
+}

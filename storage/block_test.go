@@ -1,0 +1,173 @@
+package storage
+
+import (
+	"context"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opmond/opmond/schema"
+)
+
+// randomRecord sets a random subset of fields to random values.
+func randomRecord(rng *rand.Rand) schema.Record {
+	var r schema.Record
+	for f := schema.Field(1); f < schema.NumFields; f++ {
+		if rng.IntN(4) == 0 {
+			continue
+		}
+		switch schema.Fields[f].Kind {
+		case schema.KindString:
+			r.SetStr(f, strings.Repeat(string(rune(rng.IntN(0x2000))), rng.IntN(5)))
+		case schema.KindBool:
+			r.SetBool(f, rng.IntN(2) == 0)
+		default:
+			v := rng.Int64()
+			switch rng.IntN(3) {
+			case 0:
+				v = -v
+			case 1:
+				v %= 100000
+			}
+			r.SetInt(f, v)
+		}
+	}
+	return r
+}
+
+func TestBlockRoundTripRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		recs := make([]schema.Record, 1+rng.IntN(50))
+		for i := range recs {
+			recs[i] = randomRecord(rng)
+		}
+		h, err := parseHeader(encodeBlock(recs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.count != len(recs) {
+			t.Fatalf("count %d", h.count)
+		}
+		body, err := decompress(&h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]schema.Record, h.count)
+		if err := decodeBody(body, got); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, recs) {
+			t.Fatalf("round trip differs:\n got %+v\nwant %+v", got, recs)
+		}
+	}
+}
+
+func TestBlockHeader(t *testing.T) {
+	a := mkRec(t, "1", "EE/GOV/1/a", "EE/GOV/2", 60000*5+1, true)
+	b := mkRec(t, "2", "EE/GOV/1/a", "EE/GOV/3/x", -1, true)
+	c := mkRec(t, "3", "", "EE/GOV/2", 60000*5+2, true)
+	h, err := parseHeader(encodeBlock([]schema.Record{a, b, c}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parties, minutes []uint64
+	_ = h.eachParty(func(p uint64) error { parties = append(parties, p); return nil })
+	_ = h.eachMinute(func(m uint64) error { minutes = append(minutes, m); return nil })
+	if len(parties) != 3 {
+		t.Errorf("parties %x", parties)
+	}
+	for _, p := range []uint64{
+		partyHash(roleClient, mustID(t, "EE/GOV/1/a")),
+		partyHash(roleProvider, mustID(t, "EE/GOV/2")),
+		partyHash(roleProvider, mustID(t, "EE/GOV/3/x")),
+	} {
+		if !h.hasParty(p) {
+			t.Errorf("party %x missing", p)
+		}
+	}
+	if h.hasParty(partyHash(roleClient, mustID(t, "EE/GOV/2"))) {
+		t.Error("role ignored")
+	}
+	if want := []uint64{minuteKey(-1), minuteKey(60000 * 5)}; !reflect.DeepEqual(minutes, want) {
+		t.Errorf("minutes %x, want %x", minutes, want)
+	}
+}
+
+func TestPartyHashDistinguishes(t *testing.T) {
+	ids := []string{"EE/GOV/1", "EE/GOV/1/", "EE/GOV/1/a", "EE/GOV/1a", "EE/GO/V1", "E/EGOV/1"}
+	seen := map[uint64]string{}
+	for _, s := range ids {
+		for _, role := range []byte{roleClient, roleProvider} {
+			h := partyHash(role, mustID(t, s))
+			if prev, ok := seen[h]; ok {
+				t.Errorf("%s and %s hash alike", prev, s)
+			}
+			seen[h] = s
+			var r schema.Record
+			setParty(&r, schema.FClientXRoadInstance, mustID(t, s))
+			if rh, _ := recordPartyHash(&r, role, schema.FClientXRoadInstance); rh != h {
+				t.Errorf("%s: record hash differs", s)
+			}
+		}
+	}
+}
+
+func FuzzDecodeBlock(f *testing.F) {
+	f.Add(encodeBlock([]schema.Record{mkRec(f, "1", "EE/GOV/1/a", "EE/GOV/2", 5, true)}))
+	f.Add(encodeBlock(genRecords(20, 1, 0)))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		h, err := parseHeader(v)
+		if err != nil {
+			return
+		}
+		_ = h.eachParty(func(uint64) error { return nil })
+		_ = h.eachMinute(func(uint64) error { return nil })
+		body, err := decompress(&h)
+		if err != nil {
+			return
+		}
+		_ = decodeBody(body, make([]schema.Record, h.count))
+	})
+}
+
+// TestConcurrentUse runs every operation at once, for the race detector.
+func TestConcurrentUse(t *testing.T) {
+	clk := &testClock{t: 100}
+	db := openTestDB(t, clk)
+	ctx := context.Background()
+	gen := genRecords(4000, 3, 0)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w * 1000; i < (w+1)*1000; i += 100 {
+				if _, err := db.Store(ctx, gen[i:i+100], []Quarantined{{Reason: "x"}}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for s := int64(100); s < 120; s++ {
+			clk.Set(s)
+			if _, _, err := db.Purge(ctx, s-5); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	for range 2 {
+		wg.Go(func() {
+			for range 20 {
+				if _, err := db.Query(ctx, Query{From: 0, To: 1000, Max: 150}, func(*schema.Record) error { return nil }); err != nil {
+					t.Error(err)
+				}
+				if _, err := db.Intervals(ctx, IntervalQuery{FromMs: 0, ToMs: 20000, StepMs: 1000}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -1,0 +1,268 @@
+// Package storage keeps operational monitoring records in an embedded bbolt
+// database file.
+//
+// Records are stored in blocks: the records of one Store call (or those of
+// one Import call sharing a monitoringDataTs), at most maxBlockRecords each,
+// compressed together (see block.go). Buckets:
+//
+//	meta        format version and the Stats counters
+//	blocks      ts (8 bytes BE, monitoringDataTs) || seq (8 bytes BE) → block
+//	party       party hash (8) || block key → empty; one entry per distinct
+//	            client and provider of a block (the hash includes the role)
+//	reqmin      requestInTs minute (8, sign bit flipped) || block key → empty;
+//	            one entry per distinct minute of a block
+//	quarantine  receivedAt (8) || seq (8) → JSON, see quarantine.go
+//
+// Block keys sort by monitoringDataTs and then by insertion order, so every
+// write appends, and index entries of one party or minute sort by block key.
+// Index hits are candidates only: records are always re-checked after
+// decoding, which makes hash collisions harmless.
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// ErrClosed is returned by every method called after Close.
+var ErrClosed = errors.New("database closed")
+
+// Format of the database file, stored in the meta bucket.
+const (
+	formatName    = "opmond-db"
+	formatVersion = 1
+)
+
+var (
+	metaFormat  = []byte("format")
+	metaBlocks  = []byte("blocks")
+	metaRecords = []byte("records")
+)
+
+func formatString() string { return fmt.Sprintf("%s %d", formatName, formatVersion) }
+
+// Options configures a DB.
+type Options struct {
+	Now func() time.Time // clock for monitoringDataTs and receivedAt; nil = time.Now
+}
+
+// DB is an open database. Its methods are safe for concurrent use.
+type DB struct {
+	path string
+	bolt *bolt.DB
+	now  func() time.Time
+
+	mu      sync.Mutex
+	closed  bool
+	ops     sync.WaitGroup // calls in progress
+	closing sync.Once
+	cerr    error
+
+	// perCall makes Store and Import write in their own transaction instead
+	// of handing over to the committer; kept for the benchmark comparison.
+	perCall bool
+
+	reqs          chan *writeReq
+	stop          chan struct{}
+	committerDone chan struct{}
+}
+
+// Open opens or creates the database file at path, creating its folder
+// (mode 0700) if missing. It fails after one second if another process
+// holds the file.
+func Open(path string, opts Options) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open database %s: database is locked (is another opmond running?)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if err := bdb.Update(initBuckets); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	db := &DB{
+		path:          path,
+		bolt:          bdb,
+		now:           opts.Now,
+		reqs:          make(chan *writeReq),
+		stop:          make(chan struct{}),
+		committerDone: make(chan struct{}),
+	}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	go db.committer()
+	return db, nil
+}
+
+// initBuckets creates the buckets of a new database, or checks the format of
+// an existing one.
+func initBuckets(tx *bolt.Tx) error {
+	names := [][]byte{bucketBlocks, bucketParty, bucketReqMin, bucketQuarantine}
+	if meta := tx.Bucket(bucketMeta); meta != nil {
+		f := string(meta.Get(metaFormat))
+		switch {
+		case f == formatString():
+		case strings.HasPrefix(f, formatName+" "):
+			return fmt.Errorf("database format %q is not supported (this opmond reads %q)", f, formatString())
+		default:
+			return errors.New("not an opmond database (unknown format)")
+		}
+		for _, n := range names {
+			if tx.Bucket(n) == nil {
+				return fmt.Errorf("database lacks bucket %q", n)
+			}
+		}
+		return nil
+	}
+	if err := tx.ForEach(func([]byte, *bolt.Bucket) error { return errors.New("not an opmond database (no meta bucket)") }); err != nil {
+		return err
+	}
+	meta, err := tx.CreateBucket(bucketMeta)
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(metaFormat, []byte(formatString())); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if _, err := tx.CreateBucket(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// begin registers a call so that Close waits for it.
+func (db *DB) begin() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.closed {
+		return ErrClosed
+	}
+	db.ops.Add(1)
+	return nil
+}
+
+func (db *DB) end() { db.ops.Done() }
+
+// Close waits for calls in progress (pending writes are committed), stops the
+// committer and closes the file. It is idempotent; later calls of other
+// methods return ErrClosed.
+func (db *DB) Close() error {
+	db.closing.Do(func() {
+		db.mu.Lock()
+		db.closed = true
+		db.mu.Unlock()
+		db.ops.Wait()
+		close(db.stop)
+		<-db.committerDone
+		db.cerr = db.bolt.Close()
+	})
+	return db.cerr
+}
+
+// Path returns the database file's path.
+func (db *DB) Path() string { return db.path }
+
+// Size returns the size of the database file in bytes.
+func (db *DB) Size() (int64, error) {
+	if err := db.begin(); err != nil {
+		return 0, err
+	}
+	defer db.end()
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// Stats are counters kept in the meta bucket.
+type Stats struct{ Blocks, Records int64 }
+
+// Stats returns the number of stored blocks and records.
+func (db *DB) Stats() (Stats, error) {
+	if err := db.begin(); err != nil {
+		return Stats{}, err
+	}
+	defer db.end()
+	var s Stats
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		s.Blocks = getCounter(meta, metaBlocks)
+		s.Records = getCounter(meta, metaRecords)
+		return nil
+	})
+	return s, err
+}
+
+func getCounter(meta *bolt.Bucket, key []byte) int64 {
+	v := meta.Get(key)
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+// addCounter adds d to a meta counter.
+func addCounter(meta *bolt.Bucket, key []byte, d int64) error {
+	if d == 0 {
+		return nil
+	}
+	return meta.Put(key, binary.BigEndian.AppendUint64(nil, uint64(getCounter(meta, key)+d)))
+}
+
+// Backup writes a consistent copy of the database file to w.
+func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	if err := db.begin(); err != nil {
+		return 0, err
+	}
+	defer db.end()
+	var n int64
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(ctxWriter{ctx, w})
+		return err
+	})
+	if cerr := ctx.Err(); err != nil && cerr != nil {
+		err = cerr // bbolt does not wrap the writer's error
+	}
+	if err != nil {
+		return n, fmt.Errorf("backup: %w", err)
+	}
+	return n, nil
+}
+
+// ctxWriter stops a long copy when ctx is cancelled.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}

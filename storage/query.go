@@ -1,0 +1,382 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/opmond/opmond/schema"
+)
+
+// Query selects records by monitoringDataTs and party (opmon-protocol §4).
+type Query struct {
+	From, To   int64            // inclusive bounds on monitoringDataTs (seconds)
+	Max        int              // max records (≥1); the last second is never split (opmon-protocol §4.2)
+	Associated *schema.ClientID // if set: only records where it MatchesClient or MatchesProvider
+	Provider   *schema.ClientID // if set: only records where it MatchesProvider
+}
+
+// QueryResult tells how a query ended.
+type QueryResult struct {
+	Count    int   // records visited
+	LimitHit bool  // Count reached Max (then all records of the last second were included)
+	Last     int64 // monitoringDataTs of the last visited record (valid when Count > 0)
+	More     bool  // LimitHit and some matching record has ts in [Last+1, To]
+}
+
+// Limits of one read transaction of a query: reading stops at whichever
+// comes first, so a transaction stays short whatever the visitor does.
+const (
+	fetchMaxBlocks = 256
+	fetchMaxBytes  = 16 << 20
+	fetchFirst     = 16 // blocks fetched first under a filter; doubles per round
+)
+
+// filter is the record predicate of a query.
+type filter struct {
+	assoc, prov *schema.ClientID
+}
+
+func (f filter) none() bool { return f.assoc == nil && f.prov == nil }
+
+func (f filter) match(r *schema.Record) bool {
+	if f.prov != nil && !r.MatchesProvider(*f.prov) {
+		return false
+	}
+	return f.assoc == nil || r.MatchesClient(*f.assoc) || r.MatchesProvider(*f.assoc)
+}
+
+// hashes returns the party index prefixes whose union holds every block
+// with a matching record, or nil to scan all blocks.
+func (f filter) hashes() []uint64 {
+	switch {
+	case f.prov != nil:
+		return []uint64{partyHash(roleProvider, *f.prov)}
+	case f.assoc != nil:
+		return []uint64{partyHash(roleClient, *f.assoc), partyHash(roleProvider, *f.assoc)}
+	}
+	return nil
+}
+
+// fetched is a decompressed block.
+type fetched struct {
+	ts    int64
+	count int
+	body  string
+}
+
+// queryState holds the buffers of one query, reused across queries.
+type queryState struct {
+	recs  []schema.Record
+	batch []fetched
+}
+
+var queryStatePool = sync.Pool{New: func() any { return new(queryState) }}
+
+// decode decodes b into the state's record buffer.
+func (st *queryState) decode(b *fetched) ([]schema.Record, error) {
+	if cap(st.recs) < b.count {
+		st.recs = make([]schema.Record, b.count)
+	}
+	recs := st.recs[:b.count]
+	if err := decodeBody(b.body, recs); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+// Query visits matching records in ascending monitoringDataTs, insertion order
+// within a second, implementing §4.2: after Max records, keep visiting the
+// records of the last visited second, then stop and probe for More. The
+// *schema.Record passed to visit (with FMonitoringDataTs set) is only valid
+// during the call (it may be reused); strings in it stay valid after.
+// A visit error aborts and is returned.
+//
+// Blocks are read in short read transactions and visited outside them.
+func (db *DB) Query(ctx context.Context, q Query, visit func(*schema.Record) error) (QueryResult, error) {
+	var res QueryResult
+	if err := db.begin(); err != nil {
+		return res, err
+	}
+	defer db.end()
+	if q.Max < 1 {
+		return res, fmt.Errorf("query: max %d < 1", q.Max)
+	}
+	if q.To < 0 || q.From > q.To {
+		return res, nil
+	}
+	f := filter{assoc: q.Associated, prov: q.Provider}
+	hashes := f.hashes()
+	st := queryStatePool.Get().(*queryState)
+	defer func() {
+		clear(st.batch)
+		queryStatePool.Put(st)
+	}()
+
+	start := makeBlockKey(max(q.From, 0), 0)
+	want := fetchFirst
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		lim := fetchLimit{to: q.To, onlyTs: -1, maxBlocks: fetchMaxBlocks, maxRecs: q.Max - res.Count}
+		if !f.none() {
+			// Headers overcount matches under a filter: read growing rounds.
+			lim.maxBlocks, lim.maxRecs = want, math.MaxInt
+			want = min(2*want, fetchMaxBlocks)
+		}
+		if res.LimitHit {
+			lim.onlyTs, lim.maxRecs = res.Last, math.MaxInt
+		}
+		var status fetchStatus
+		var next blockKey
+		var err error
+		st.batch, next, status, err = db.fetch(hashes, start, lim, st.batch[:0])
+		if err != nil {
+			return res, fmt.Errorf("query: %w", err)
+		}
+		for i := range st.batch {
+			b := &st.batch[i]
+			if res.LimitHit && b.ts != res.Last {
+				// Read in the same round as the last second: only probes.
+				ok, err := st.anyMatch(b, f)
+				if err != nil {
+					return res, fmt.Errorf("query: %w", err)
+				}
+				if ok {
+					res.More = true
+					return res, nil
+				}
+				continue
+			}
+			recs, err := st.decode(b)
+			if err != nil {
+				return res, fmt.Errorf("query: %w", err)
+			}
+			for j := range recs {
+				r := &recs[j]
+				if !f.match(r) {
+					continue
+				}
+				r.SetInt(schema.FMonitoringDataTs, b.ts)
+				if err := visit(r); err != nil {
+					return res, err
+				}
+				res.Count++
+				res.Last = b.ts
+				if res.Count >= q.Max {
+					res.LimitHit = true
+				}
+			}
+		}
+		switch status {
+		case fetchDone:
+			return res, nil
+		case fetchBeyond:
+			res.More, err = db.probe(st, hashes, next, q.To, f)
+			if err != nil {
+				return res, fmt.Errorf("query: %w", err)
+			}
+			return res, nil
+		}
+		start = next
+	}
+}
+
+func (st *queryState) anyMatch(b *fetched, f filter) (bool, error) {
+	if f.none() {
+		return b.count > 0, nil
+	}
+	recs, err := st.decode(b)
+	if err != nil {
+		return false, err
+	}
+	for i := range recs {
+		if f.match(&recs[i]) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+type fetchLimit struct {
+	to        int64 // last ts
+	onlyTs    int64 // if ≥ 0: stop before the first block of another second
+	maxBlocks int
+	maxRecs   int // stop once the headers count this many records
+}
+
+type fetchStatus int
+
+const (
+	fetchDone         fetchStatus = iota // no more candidates up to lim.to
+	fetchLimitReached                    // more candidates from next on
+	fetchBeyond                          // onlyTs given and next is a later candidate
+)
+
+// fetch decompresses candidate blocks from start on into out, in one read
+// transaction.
+func (db *DB) fetch(hashes []uint64, start blockKey, lim fetchLimit, out []fetched) ([]fetched, blockKey, fetchStatus, error) {
+	var next blockKey
+	status := fetchDone
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		it := newCandIter(tx, hashes, lim.to)
+		recs, size := 0, 0
+		for k, v, err := it.seek(start); ; k, v, err = it.next() {
+			if err != nil || k == nil {
+				return err
+			}
+			ts := keyTs(k)
+			if lim.onlyTs >= 0 && ts != lim.onlyTs {
+				next, status = blockKey(k), fetchBeyond
+				return nil
+			}
+			if len(out) >= lim.maxBlocks || recs >= lim.maxRecs || size >= fetchMaxBytes {
+				next, status = blockKey(k), fetchLimitReached
+				return nil
+			}
+			h, err := parseHeader(v)
+			if err != nil {
+				return err
+			}
+			body, err := decompress(&h)
+			if err != nil {
+				return err
+			}
+			out = append(out, fetched{ts: ts, count: h.count, body: body})
+			recs += h.count
+			size += len(body)
+		}
+	})
+	return out, next, status, err
+}
+
+// probe reports whether a matching record exists in the candidate blocks
+// from start up to ts to.
+func (db *DB) probe(st *queryState, hashes []uint64, start blockKey, to int64, f filter) (bool, error) {
+	found := false
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		it := newCandIter(tx, hashes, to)
+		for k, v, err := it.seek(start); ; k, v, err = it.next() {
+			if err != nil || k == nil {
+				return err
+			}
+			h, err := parseHeader(v)
+			if err != nil {
+				return err
+			}
+			if f.none() && h.count > 0 {
+				found = true
+				return nil
+			}
+			body, err := decompress(&h)
+			if err != nil {
+				return err
+			}
+			if found, err = st.anyMatch(&fetched{ts: keyTs(k), count: h.count, body: body}, f); found || err != nil {
+				return err
+			}
+		}
+	})
+	return found, err
+}
+
+// candIter walks the blocks that may hold matching records in key order:
+// all blocks, or the union of the party index entries of some hashes.
+type candIter struct {
+	blocks *bolt.Bucket
+	scan   *bolt.Cursor
+	idx    []idxCursor
+	to     int64
+}
+
+type idxCursor struct {
+	c      *bolt.Cursor
+	prefix [8]byte
+	key    []byte // block key of the current entry; nil when exhausted
+}
+
+func (ic *idxCursor) set(k []byte) {
+	if len(k) == 8+blockKeyLen && bytes.Equal(k[:8], ic.prefix[:]) {
+		ic.key = k[8:]
+	} else {
+		ic.key = nil
+	}
+}
+
+var errDangling = errors.New("index entry without block")
+
+func newCandIter(tx *bolt.Tx, hashes []uint64, to int64) *candIter {
+	it := &candIter{blocks: tx.Bucket(bucketBlocks), to: to}
+	if hashes == nil {
+		it.scan = it.blocks.Cursor()
+		return it
+	}
+	party := tx.Bucket(bucketParty)
+	it.idx = make([]idxCursor, len(hashes))
+	for i, h := range hashes {
+		it.idx[i] = idxCursor{c: party.Cursor()}
+		binary.BigEndian.PutUint64(it.idx[i].prefix[:], h)
+	}
+	return it
+}
+
+// seek positions the iterator at the first candidate ≥ start and returns it
+// (nil key when there is none up to it.to).
+func (it *candIter) seek(start blockKey) (k, v []byte, err error) {
+	if it.scan != nil {
+		k, v = it.scan.Seek(start[:])
+		return it.bound(k, v)
+	}
+	for i := range it.idx {
+		ic := &it.idx[i]
+		k, _ := ic.c.Seek(append(ic.prefix[:], start[:]...))
+		ic.set(k)
+	}
+	return it.pick()
+}
+
+func (it *candIter) next() (k, v []byte, err error) {
+	if it.scan != nil {
+		k, v = it.scan.Next()
+		return it.bound(k, v)
+	}
+	return it.pick()
+}
+
+// pick returns the smallest current block key of the index cursors and
+// advances every cursor positioned on it.
+func (it *candIter) pick() (k, v []byte, err error) {
+	for i := range it.idx {
+		if key := it.idx[i].key; key != nil && (k == nil || bytes.Compare(key, k) < 0) {
+			k = key
+		}
+	}
+	if k == nil || keyTs(k) > it.to {
+		return nil, nil, nil
+	}
+	for i := range it.idx {
+		ic := &it.idx[i]
+		if ic.key != nil && bytes.Equal(ic.key, k) {
+			nk, _ := ic.c.Next()
+			ic.set(nk)
+		}
+	}
+	if v = it.blocks.Get(k); v == nil {
+		return nil, nil, errDangling
+	}
+	return k, v, nil
+}
+
+func (it *candIter) bound(k, v []byte) ([]byte, []byte, error) {
+	if k == nil || keyTs(k) > it.to {
+		return nil, nil, nil
+	}
+	return k, v, nil
+}

@@ -1,0 +1,252 @@
+package storage
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/opmond/opmond/schema"
+)
+
+// maxGroup bounds the calls written in one group commit.
+const maxGroup = 128
+
+// pendingBlock is an encoded block waiting to be written.
+type pendingBlock struct {
+	ts      int64 // Import only; Store blocks get the commit-time second
+	val     []byte
+	records int
+}
+
+// writeReq is one Store or Import call handed to the committer. Callers
+// encode and compress in their own goroutine; the committer only writes.
+type writeReq struct {
+	stamp  bool // Store: blocks and quarantine get ts from the clock at commit
+	blocks []pendingBlock
+	quar   [][]byte
+	ts     int64 // set by the committer when stamp
+	done   chan error
+}
+
+// Store durably appends recs (monitoringDataTs in the records is ignored and
+// replaced by the commit-time second, which is returned) and the quarantined
+// records, in one fsync'd transaction. Either may be empty; an empty call
+// still returns the ts without writing. The ReceivedAt of q is ignored and
+// set to the same second.
+func (db *DB) Store(ctx context.Context, recs []schema.Record, q []Quarantined) (ts int64, err error) {
+	if err := db.begin(); err != nil {
+		return 0, err
+	}
+	defer db.end()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if len(recs) == 0 && len(q) == 0 {
+		return db.now().Unix(), nil
+	}
+	req := &writeReq{stamp: true}
+	for len(recs) > 0 {
+		n := min(len(recs), maxBlockRecords)
+		req.blocks = append(req.blocks, pendingBlock{val: encodeBlock(recs[:n]), records: n})
+		recs = recs[n:]
+	}
+	for _, x := range q {
+		req.quar = append(req.quar, quarantineValue(x))
+	}
+	if err := db.write(ctx, req); err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	return req.ts, nil
+}
+
+// Import durably stores records keeping each record's monitoringDataTs
+// (required: FMonitoringDataTs must be in Has, else error). Records sharing
+// a monitoringDataTs keep their relative order.
+func (db *DB) Import(ctx context.Context, recs []schema.Record) error {
+	if err := db.begin(); err != nil {
+		return err
+	}
+	defer db.end()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i := range recs {
+		r := &recs[i]
+		if !r.Has.Has(schema.FMonitoringDataTs) {
+			return fmt.Errorf("import: record %d has no monitoringDataTs", i)
+		}
+		if r.Int(schema.FMonitoringDataTs) < 0 {
+			return fmt.Errorf("import: record %d has negative monitoringDataTs %d", i, r.Int(schema.FMonitoringDataTs))
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	byTs := func(a, b schema.Record) int {
+		return cmp.Compare(a.Int(schema.FMonitoringDataTs), b.Int(schema.FMonitoringDataTs))
+	}
+	if !slices.IsSortedFunc(recs, byTs) {
+		recs = slices.Clone(recs)
+		slices.SortStableFunc(recs, byTs)
+	}
+	req := &writeReq{}
+	var chunks [][]schema.Record
+	for len(recs) > 0 {
+		ts := recs[0].Int(schema.FMonitoringDataTs)
+		n := 1
+		for n < len(recs) && n < maxBlockRecords && recs[n].Int(schema.FMonitoringDataTs) == ts {
+			n++
+		}
+		chunks = append(chunks, recs[:n])
+		req.blocks = append(req.blocks, pendingBlock{ts: ts, records: n})
+		recs = recs[n:]
+	}
+	encodeParallel(chunks, req.blocks)
+	if err := db.write(ctx, req); err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	return nil
+}
+
+// encodeParallel encodes large imports on all cores.
+func encodeParallel(chunks [][]schema.Record, out []pendingBlock) {
+	workers := min(runtime.GOMAXPROCS(0), len(chunks))
+	if workers <= 1 {
+		for i, c := range chunks {
+			out[i].val = encodeBlock(c)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				out[i].val = encodeBlock(chunks[i])
+			}
+		})
+	}
+	for i := range chunks {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// write hands req to the committer and waits for its commit. ctx is obeyed
+// only until the committer has taken the request.
+func (db *DB) write(ctx context.Context, req *writeReq) error {
+	if db.perCall {
+		return db.bolt.Update(func(tx *bolt.Tx) error { return db.apply(tx, []*writeReq{req}) })
+	}
+	req.done = make(chan error, 1)
+	select {
+	case db.reqs <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-req.done
+}
+
+// committer writes the calls that queued up while the previous commit was
+// being fsync'd in one transaction, so that concurrent writers share fsyncs.
+func (db *DB) committer() {
+	defer close(db.committerDone)
+	group := make([]*writeReq, 0, maxGroup)
+	for {
+		select {
+		case r := <-db.reqs:
+			group = append(group[:0], r)
+		case <-db.stop:
+			return
+		}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case r := <-db.reqs:
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		err := db.bolt.Update(func(tx *bolt.Tx) error { return db.apply(tx, group) })
+		for _, r := range group {
+			r.done <- err
+		}
+		clear(group)
+	}
+}
+
+var empty = []byte{}
+
+// apply writes the blocks, index entries and quarantined records of reqs.
+func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
+	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
+	quar, meta := tx.Bucket(bucketQuarantine), tx.Bucket(bucketMeta)
+	// All keys append per bucket, party or minute: full pages waste nothing.
+	blocks.FillPercent, party.FillPercent, reqmin.FillPercent, quar.FillPercent = 1, 1, 1, 1
+
+	var nBlocks, nRecords int64
+	var ik [8 + blockKeyLen]byte
+	for _, r := range reqs {
+		if r.stamp {
+			r.ts = db.now().Unix()
+			if r.ts < 0 {
+				return fmt.Errorf("clock before 1970: %d", r.ts)
+			}
+		}
+		for _, b := range r.blocks {
+			ts := b.ts
+			if r.stamp {
+				ts = r.ts
+			}
+			seq, err := blocks.NextSequence()
+			if err != nil {
+				return err
+			}
+			key := makeBlockKey(ts, seq)
+			if err := blocks.Put(key[:], b.val); err != nil {
+				return err
+			}
+			h, err := parseHeader(b.val)
+			if err != nil {
+				return err
+			}
+			copy(ik[8:], key[:])
+			put := func(bk *bolt.Bucket) func(uint64) error {
+				return func(p uint64) error {
+					binary.BigEndian.PutUint64(ik[:8], p)
+					return bk.Put(ik[:], empty)
+				}
+			}
+			if err := h.eachParty(put(party)); err != nil {
+				return err
+			}
+			if err := h.eachMinute(put(reqmin)); err != nil {
+				return err
+			}
+			nBlocks++
+			nRecords += int64(b.records)
+		}
+		for _, v := range r.quar {
+			seq, err := quar.NextSequence()
+			if err != nil {
+				return err
+			}
+			key := makeBlockKey(r.ts, seq)
+			if err := quar.Put(key[:], v); err != nil {
+				return err
+			}
+		}
+	}
+	if err := addCounter(meta, metaBlocks, nBlocks); err != nil {
+		return err
+	}
+	return addCounter(meta, metaRecords, nRecords)
+}
