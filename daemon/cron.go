@@ -48,7 +48,6 @@ type quartz struct {
 	dow                      uint64 // bit 1 = Sunday … 7 = Saturday (Quartz numbering)
 	domAny, dowAny           bool
 	years                    map[int]bool // nil: every year
-	yearMin, yearMax         int
 }
 
 var monthNames = map[string]int{"JAN": 1, "FEB": 2, "MAR": 3, "APR": 4, "MAY": 5, "JUN": 6, "JUL": 7, "AUG": 8, "SEP": 9, "OCT": 10, "NOV": 11, "DEC": 12}
