@@ -213,6 +213,7 @@ func (d *Daemon) newApp() *fiber.App {
 		ErrorHandler:              d.errorHandler,
 	})
 	app.Server().ConnState = d.conns.track
+	app.Use(d.conns.middleware)
 	app.All("/store_data", d.handleStore)
 	app.All("/query_data", d.handleQuery)
 	app.Use(func(c *fiber.Ctx) error {
@@ -248,34 +249,53 @@ func (d *Daemon) errorHandler(c *fiber.Ctx, err error) error {
 	return nil
 }
 
-// connTracker knows which connections are between requests, so shutdown can
-// close them: fasthttp's own shutdown only closes connections that have
-// completed a request, and clients open spare connections that never do.
+// connTracker knows which connections are inside a handler, so shutdown can
+// close all others: fasthttp's own shutdown waits for connections that are
+// blocked reading their first request (clients open spare connections that
+// never send one) until the read timeout.
 type connTracker struct {
 	mu    sync.Mutex
-	conns map[net.Conn]fasthttp.ConnState
+	conns map[net.Conn]int // open connection → requests in a handler
 }
 
 func (t *connTracker) track(c net.Conn, s fasthttp.ConnState) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.conns == nil {
-		t.conns = map[net.Conn]fasthttp.ConnState{}
+		t.conns = map[net.Conn]int{}
 	}
 	switch s {
+	case fasthttp.StateNew:
+		t.conns[c] = 0
 	case fasthttp.StateClosed, fasthttp.StateHijacked:
 		delete(t.conns, c)
-	default:
-		t.conns[c] = s
 	}
 }
 
-// closeWaiting closes connections that are not in the middle of a request.
+// middleware marks the connection busy while a handler runs.
+func (t *connTracker) middleware(c *fiber.Ctx) error {
+	conn := c.Context().Conn()
+	t.mu.Lock()
+	if _, ok := t.conns[conn]; ok {
+		t.conns[conn]++
+	}
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		if n, ok := t.conns[conn]; ok && n > 0 {
+			t.conns[conn] = n - 1
+		}
+		t.mu.Unlock()
+	}()
+	return c.Next()
+}
+
+// closeWaiting closes connections that are not inside a handler.
 func (t *connTracker) closeWaiting() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for c, s := range t.conns {
-		if s == fasthttp.StateNew || s == fasthttp.StateIdle {
+	for c, busy := range t.conns {
+		if busy == 0 {
 			_ = c.Close()
 			delete(t.conns, c)
 		}
@@ -390,6 +410,9 @@ func (d *Daemon) Close() error {
 			if err := d.shutdownApp(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("shut down X-Road interface: %w", err))
 			}
+			// If Close comes before Serve registered the listener, fasthttp's
+			// shutdown does not know it; closing it here ends Serve either way.
+			_ = d.ln.Close()
 		}
 		if d.admin != nil {
 			if err := d.admin.Shutdown(ctx); err != nil {

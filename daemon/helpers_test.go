@@ -229,7 +229,7 @@ func withParty(m map[string]any, prefix string, id string) map[string]any {
 // server's configuration client leaves it (global-configuration.md §3–4):
 // owner EE/GOV/70000001 owns server ss1; the central monitoring client is
 // EE/GOV/70000001/MONITORING unless monitoring is "" (no client).
-func writeGlobalConf(t *testing.T, root string, expire time.Time, monitoring string) {
+func writeGlobalConf(t testing.TB, root string, expire time.Time, monitoring string) {
 	t.Helper()
 	dir := filepath.Join(root, "EE")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -299,4 +299,13 @@ func writeGlobalConf(t *testing.T, root string, expire time.Time, monitoring str
 </xr:conf>`, c.ObjectType(), c.Instance, c.MemberClass, c.MemberCode, sub))
 		meta("monitoring-params.xml", "MONITORING")
 	}
+}
+
+func mustListen(tb testing.TB) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln
 }

@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/schema/schematest"
 )
 
 const benchBaseMs = 1_760_000_000_000
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 }
 
 var benchRecords = sync.OnceValue(func() []schema.Record {
-	return genRecords(200_000, 42, benchBaseMs)
+	return schematest.Records(200_000, 42, benchBaseMs)
 })
 
 // storeParallel stores n records from recs (cycling) in calls of batch
@@ -148,7 +149,7 @@ var benchQueryDB = sync.OnceValues(func() (string, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			recs := genRecords(chunk, uint64(c), benchBaseMs+int64(c*chunk)*3)
+			recs := schematest.Records(chunk, uint64(c), benchBaseMs+int64(c*chunk)*3)
 			for i := range recs {
 				recs[i].SetInt(schema.FMonitoringDataTs, benchBaseMs/1000+int64((c*chunk+i)/100))
 			}
@@ -220,7 +221,7 @@ func BenchmarkQueryPage(b *testing.B) {
 func BenchmarkQueryFiltered(b *testing.B) {
 	db := openQueryDB(b)
 	first := int64(benchBaseMs / 1000)
-	clients := newGenDataset().clients
+	clients := schematest.NewDataset().Clients
 	for _, c := range []struct {
 		name string
 		id   schema.ClientID

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/schema/schematest"
 )
 
 // randomRecord sets a random subset of fields to random values.
@@ -107,7 +108,7 @@ func TestPartyHashDistinguishes(t *testing.T) {
 			}
 			seen[h] = s
 			var r schema.Record
-			setParty(&r, schema.FClientXRoadInstance, mustID(t, s))
+			schematest.SetParty(&r, schema.FClientXRoadInstance, mustID(t, s))
 			if rh, _ := recordPartyHash(&r, role, schema.FClientXRoadInstance); rh != h {
 				t.Errorf("%s: record hash differs", s)
 			}
@@ -117,7 +118,7 @@ func TestPartyHashDistinguishes(t *testing.T) {
 
 func FuzzDecodeBlock(f *testing.F) {
 	f.Add(encodeBlock([]schema.Record{mkRec(f, "1", "EE/GOV/1/a", "EE/GOV/2", 5, true)}))
-	f.Add(encodeBlock(genRecords(20, 1, 0)))
+	f.Add(encodeBlock(schematest.Records(20, 1, 0)))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		h, err := parseHeader(v)
 		if err != nil {
@@ -138,7 +139,7 @@ func TestConcurrentUse(t *testing.T) {
 	clk := &testClock{t: 100}
 	db := openTestDB(t, clk)
 	ctx := context.Background()
-	gen := genRecords(4000, 3, 0)
+	gen := schematest.Records(4000, 3, 0)
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {

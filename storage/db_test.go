@@ -17,6 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/schema/schematest"
 )
 
 // fullRecord sets every field, with values of every shape.
@@ -82,7 +83,7 @@ func TestRoundTrip(t *testing.T) {
 		{"no fields", []schema.Record{nothing, succeededOnly}},
 		{"monitoringDataTs replaced", []schema.Record{withTs}},
 		{"mixed", []schema.Record{fullRecord(), withAbsent, emptyStrings, negative, nonASCII, noRequestIn, nothing}},
-		{"generated", genRecords(300, 1, 1_700_000_000_000)},
+		{"generated", schematest.Records(300, 1, 1_700_000_000_000)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,7 +139,7 @@ func TestStoreCancelled(t *testing.T) {
 func TestBigStoreSplitsBlocks(t *testing.T) {
 	clk := &testClock{t: 7}
 	db := openTestDB(t, clk)
-	recs := genRecords(2*maxBlockRecords+5, 3, 0)
+	recs := schematest.Records(2*maxBlockRecords+5, 3, 0)
 	store(t, db, recs...)
 	if n := bucketLen(t, db, bucketBlocks); n != 3 {
 		t.Errorf("%d blocks, want 3", n)
@@ -161,7 +162,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := genRecords(250, 2, 1_000_000)
+	recs := schematest.Records(250, 2, 1_000_000)
 	store(t, db, recs[:100]...)
 	clk.Set(501)
 	if _, err := db.Store(context.Background(), recs[100:], []Quarantined{{Reason: "bad", Raw: []byte(`{"x":1}`)}}); err != nil {
@@ -426,7 +427,7 @@ func TestImport(t *testing.T) {
 func TestBackup(t *testing.T) {
 	clk := &testClock{t: 100}
 	db := openTestDB(t, clk)
-	recs := genRecords(500, 9, 0)
+	recs := schematest.Records(500, 9, 0)
 	store(t, db, recs[:250]...)
 	clk.Set(101)
 	store(t, db, recs[250:]...)

@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/schema/schematest"
 )
 
 // testClock is a settable clock for Options.Now.
@@ -170,10 +171,10 @@ func mkRec(t testing.TB, id, client, provider string, reqIn int64, ok bool) sche
 	r.SetBool(schema.FSucceeded, ok)
 	r.SetStr(schema.FMessageID, id)
 	if client != "" {
-		setParty(&r, schema.FClientXRoadInstance, mustID(t, client))
+		schematest.SetParty(&r, schema.FClientXRoadInstance, mustID(t, client))
 	}
 	if provider != "" {
-		setParty(&r, schema.FServiceXRoadInstance, mustID(t, provider))
+		schematest.SetParty(&r, schema.FServiceXRoadInstance, mustID(t, provider))
 	}
 	return r
 }

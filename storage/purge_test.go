@@ -8,6 +8,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/schema/schematest"
 )
 
 // indexEntriesBefore counts the entries of an index bucket that point to
@@ -30,7 +31,7 @@ func TestPurge(t *testing.T) {
 	clk := &testClock{}
 	db := openTestDB(t, clk)
 	ctx := context.Background()
-	gen := genRecords(1000, 5, 1_700_000_000_000)
+	gen := schematest.Records(1000, 5, 1_700_000_000_000)
 	for i := range 10 {
 		clk.Set(int64(100 + i))
 		q := []Quarantined{{Reason: fmt.Sprint(i), Raw: []byte("{}")}}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/schema/schematest"
 )
 
 func TestOrdering(t *testing.T) {
@@ -201,7 +202,7 @@ func TestQueryMatchesReference(t *testing.T) {
 	clk := &testClock{}
 	db := openTestDB(t, clk)
 	rng := rand.New(rand.NewPCG(7, 7))
-	gen := genRecords(6000, 11, 1_700_000_000_000)
+	gen := schematest.Records(6000, 11, 1_700_000_000_000)
 	var all []schema.Record
 	ts := int64(1000)
 	for len(gen) > 0 {
@@ -215,8 +216,8 @@ func TestQueryMatchesReference(t *testing.T) {
 		}
 		gen = gen[n:]
 	}
-	d := newGenDataset()
-	parties := append(append([]schema.ClientID{}, d.clients...), d.services[0].provider, d.services[3].provider)
+	d := schematest.NewDataset()
+	parties := append(append([]schema.ClientID{}, d.Clients...), d.Providers()[0], d.Providers()[1])
 	randID := func() *schema.ClientID {
 		if rng.IntN(3) == 0 {
 			return nil
@@ -263,7 +264,7 @@ func TestQueryMatchesReference(t *testing.T) {
 
 func TestQueryCancelled(t *testing.T) {
 	db := openTestDB(t, &testClock{t: 1})
-	store(t, db, genRecords(10, 1, 0)...)
+	store(t, db, schematest.Records(10, 1, 0)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := db.Query(ctx, Query{To: 10, Max: 10}, func(*schema.Record) error { return nil }); !errors.Is(err, context.Canceled) {

@@ -1,4 +1,8 @@
-package storage
+// Package schematest makes realistic operational monitoring records for
+// tests and benchmarks: about 30 Clients and 50 services with Zipf-like
+// popularity, a SOAP/REST mix, UUID message ids, long-tailed durations and
+// sizes, and about 5% failures — the mix of opmonbench.
+package schematest
 
 import (
 	"fmt"
@@ -9,10 +13,6 @@ import (
 	"github.com/opmond/opmond/schema"
 )
 
-// A realistic record generator, following opmonbench's (shared/bench/records.go):
-// about 30 clients and 50 services with Zipf-like popularity, a SOAP/REST mix,
-// UUID message ids, log-normal durations and sizes, about 5% failures.
-
 type genService struct {
 	provider schema.ClientID
 	code     string
@@ -22,8 +22,9 @@ type genService struct {
 	path     string // REST only
 }
 
-type genDataset struct {
-	clients    []schema.ClientID
+// Dataset is the population records are drawn from.
+type Dataset struct {
+	Clients    []schema.ClientID
 	clientCum  []float64
 	services   []genService
 	serviceCum []float64
@@ -83,8 +84,9 @@ func genPick(rng *rand.Rand, cum []float64) int {
 	return lo
 }
 
-func newGenDataset() *genDataset {
-	d := &genDataset{nodeIPs: []string{"192.0.2.10", "192.0.2.11"}}
+// NewDataset builds the fixed population.
+func NewDataset() *Dataset {
+	d := &Dataset{nodeIPs: []string{"192.0.2.10", "192.0.2.11"}}
 	for i := range 30 {
 		c := schema.ClientID{Instance: "EE", MemberClass: genClasses[i%len(genClasses)],
 			MemberCode: fmt.Sprintf("%08d", 10000000+(i*7919+1234)%89999999),
@@ -95,15 +97,15 @@ func newGenDataset() *genDataset {
 		if i%10 == 3 {
 			c.Subsystem, c.HasSubsystem = "", false
 		}
-		d.clients = append(d.clients, c)
+		d.Clients = append(d.Clients, c)
 	}
-	d.clientCum = genZipf(len(d.clients), 1.0)
+	d.clientCum = genZipf(len(d.Clients), 1.0)
 	var providers []schema.ClientID
 	for i := range 8 {
 		providers = append(providers, schema.ClientID{Instance: "EE", MemberClass: "GOV",
 			MemberCode: fmt.Sprintf("%08d", 70000001+i*13), Subsystem: fmt.Sprintf("provider-%02d", i), HasSubsystem: true})
 	}
-	providers = append(providers, d.clients[0], d.clients[1], d.clients[5], d.clients[7])
+	providers = append(providers, d.Clients[0], d.Clients[1], d.Clients[5], d.Clients[7])
 	for j := range 50 {
 		s := genService{provider: providers[j%len(providers)]}
 		switch j % 5 {
@@ -144,8 +146,22 @@ func genHost(c schema.ClientID) string {
 	return "ss-" + strings.ToLower(c.MemberClass) + "-" + c.MemberCode + ".example.org"
 }
 
-// setParty sets the four id fields starting at first.
-func setParty(r *schema.Record, first schema.Field, id schema.ClientID) {
+// SetParty sets the four id fields starting at first.
+// Providers returns the distinct service providers.
+func (d *Dataset) Providers() []schema.ClientID {
+	var out []schema.ClientID
+	seen := map[schema.ClientID]bool{}
+	for _, s := range d.services {
+		if !seen[s.provider] {
+			seen[s.provider] = true
+			out = append(out, s.provider)
+		}
+	}
+	return out
+}
+
+// SetParty sets the four identifier fields starting at first.
+func SetParty(r *schema.Record, first schema.Field, id schema.ClientID) {
 	r.SetStr(first, id.Instance)
 	r.SetStr(first+1, id.MemberClass)
 	r.SetStr(first+2, id.MemberCode)
@@ -154,15 +170,15 @@ func setParty(r *schema.Record, first schema.Field, id schema.ClientID) {
 	}
 }
 
-// genRecords makes n realistic records, deterministically from seed; requests
+// Records makes n realistic records, deterministically from seed; requests
 // start at baseMs and are about 3 ms apart.
-func genRecords(n int, seed uint64, baseMs int64) []schema.Record {
-	d := newGenDataset()
+func Records(n int, seed uint64, baseMs int64) []schema.Record {
+	d := NewDataset()
 	rng := rand.New(rand.NewPCG(seed, 0x6f706d6f6e64))
 	out := make([]schema.Record, n)
 	for i := range out {
 		r := &out[i]
-		c := d.clients[genPick(rng, d.clientCum)]
+		c := d.Clients[genPick(rng, d.clientCum)]
 		s := d.services[genPick(rng, d.serviceCum)]
 		r.SetStr(schema.FSecurityServerInternalIP, d.nodeIPs[rng.IntN(len(d.nodeIPs))])
 		typ := "Client"
@@ -170,8 +186,8 @@ func genRecords(n int, seed uint64, baseMs int64) []schema.Record {
 			typ = "Producer"
 		}
 		r.SetStr(schema.FSecurityServerType, typ)
-		setParty(r, schema.FClientXRoadInstance, c)
-		setParty(r, schema.FServiceXRoadInstance, s.provider)
+		SetParty(r, schema.FClientXRoadInstance, c)
+		SetParty(r, schema.FServiceXRoadInstance, s.provider)
 		r.SetStr(schema.FServiceCode, s.code)
 		r.SetStr(schema.FServiceType, s.typ)
 		r.SetStr(schema.FXRoadVersion, "7.8.0")
