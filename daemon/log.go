@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,20 +16,23 @@ type Logger struct {
 	level *atomic.Int32
 }
 
+// zerolog keeps its time format in a global; set it once, before any logger
+// of this process writes.
+var setTimeFormat sync.Once
+
 // NewLogger builds a logger writing to w in the configured format.
 func NewLogger(c LogConfig, w io.Writer) (*Logger, error) {
 	lvl, err := parseLevel(c.Level)
 	if err != nil {
 		return nil, err
 	}
+	setTimeFormat.Do(func() { zerolog.TimeFieldFormat = time.RFC3339Nano })
 	if c.Format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
 	l := &Logger{level: new(atomic.Int32)}
 	l.level.Store(int32(lvl))
-	lw := &levelWriter{w: w, level: l.level}
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	l.Logger = zerolog.New(lw).Level(zerolog.TraceLevel).With().Timestamp().Logger().Hook(l)
+	l.Logger = zerolog.New(w).Level(zerolog.TraceLevel).With().Timestamp().Logger().Hook(l)
 	return l, nil
 }
 
@@ -53,17 +57,3 @@ func (l *Logger) SetLevel(s string) error {
 // Enabled reports whether events at lvl are written (so hot paths can skip
 // building them).
 func (l *Logger) Enabled(lvl zerolog.Level) bool { return lvl >= zerolog.Level(l.level.Load()) }
-
-type levelWriter struct {
-	w     io.Writer
-	level *atomic.Int32
-}
-
-func (lw *levelWriter) Write(p []byte) (int, error) { return lw.w.Write(p) }
-
-func (lw *levelWriter) WriteLevel(level zerolog.Level, p []byte) (int, error) {
-	if level < zerolog.Level(lw.level.Load()) && level != zerolog.NoLevel {
-		return len(p), nil
-	}
-	return lw.w.Write(p)
-}
