@@ -26,10 +26,14 @@ test:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 60m ./...
 
-## fuzz: a short run of every fuzz target
+## fuzz: a short run of every fuzz target (FUZZTIME each)
 fuzz:
 	$(GO) test ./schema -run '^$$' -fuzz '^FuzzDecodeStoreRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schema -run '^$$' -fuzz '^FuzzParseQueryRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./storage -run '^$$' -fuzz '^FuzzDecodeBlock$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseAnchor$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseShared$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseMonitoring$$' -fuzztime $(FUZZTIME)
 
 ## lint: gofmt and staticcheck
 lint:
