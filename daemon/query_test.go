@@ -458,14 +458,20 @@ func TestQueryStrictClients(t *testing.T) {
 		!bytes.Contains(soap, []byte(fmt.Sprintf("<om:nextRecordsFrom>%d</om:nextRecordsFrom>", queryNow-60))) {
 		t.Errorf("SOAP part: %s", soap)
 	}
+	// One gzip member (RFC 1952): reading a single member consumes every byte.
 	gunzip := func(b []byte) string {
-		zr, err := gzip.NewReader(bytes.NewReader(b))
+		br := bytes.NewReader(b)
+		zr, err := gzip.NewReader(br)
 		if err != nil {
 			t.Fatal(err)
 		}
+		zr.Multistream(false)
 		out, err := io.ReadAll(zr)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if br.Len() != 0 {
+			t.Errorf("%d bytes after the first gzip member", br.Len())
 		}
 		return string(out)
 	}
@@ -646,5 +652,48 @@ func TestHealthData(t *testing.T) {
 	ev = get("EE/COM/10000001/CRM").Services[0]
 	if ev.SuccessfulCount != 0 || ev.UnsuccessfulCount != 0 || ev.RequestSize != nil || ev.LastSuccessfulMs == 0 {
 		t.Errorf("after the period: %+v", ev)
+	}
+}
+
+// TestQueryLargePayload: a payload compressed in several parallel blocks is
+// still one gzip member holding every record in order.
+func TestQueryLargePayload(t *testing.T) {
+	clock := newTestClock(1000)
+	td := queryDaemon(t, clock, nil)
+	const n = 3000
+	recs := make([]map[string]any, 0, 100)
+	for i := 0; i < n; i++ {
+		recs = append(recs, jrec("messageId", fmt.Sprint(i), "faultString", strings.Repeat(fmt.Sprint(i%97), 400)))
+		if len(recs) == 100 {
+			td.storeAt(clock, 1000+int64(i/1000), recs...)
+			recs = recs[:0]
+		}
+	}
+	clock.Set(queryNow)
+	a := td.queryOp(ownerID, serverID, 900, 1100, "")
+	if a.fault != nil {
+		t.Fatal(a.fault)
+	}
+	if len(a.records) != n {
+		t.Fatalf("%d records", len(a.records))
+	}
+	for i, r := range a.records {
+		if r["messageId"] != fmt.Sprint(i) {
+			t.Fatalf("record %d is %v", i, r["messageId"])
+		}
+	}
+	m := strictRe.FindSubmatch(a.raw)
+	if m == nil {
+		t.Fatal("strict regexp does not match")
+	}
+	br := bytes.NewReader(m[3])
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr.Multistream(false)
+	plain, err := io.ReadAll(zr)
+	if err != nil || br.Len() != 0 || len(plain) < 2*512<<10 {
+		t.Errorf("first member: %d bytes, %d bytes left, %v", len(plain), br.Len(), err)
 	}
 }
