@@ -34,6 +34,9 @@ const (
 	exitUsage = 2
 )
 
+// defaultMemoryLimit is the Go runtime's soft memory limit for serve.
+const defaultMemoryLimit = 32 << 20
+
 // usageError is a command-line mistake (exit 2).
 type usageError struct{ msg string }
 
@@ -144,6 +147,11 @@ func serve(args []string, stderr io.Writer) error {
 	cfg, err := daemon.LoadConfig(*cfgPath)
 	if err != nil {
 		return err
+	}
+	// Small hosts are the point: collect garbage before the heap doubles.
+	// GOMEMLIMIT in the environment overrides this soft limit.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

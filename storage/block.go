@@ -45,9 +45,13 @@ var errCorrupt = errors.New("corrupt block")
 
 var (
 	zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+		// A block is at most a few hundred KiB: a small window keeps each
+		// concurrent encoder's memory small at no cost in ratio.
 		e, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.SpeedDefault),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithWindowSize(512<<10),
+			zstd.WithLowerEncoderMem(true))
 		if err != nil {
 			panic(err) // only bad options fail
 		}
@@ -56,7 +60,9 @@ var (
 	zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
 		d, err := zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
-			zstd.WithDecodeAllCapLimit(true))
+			zstd.WithDecodeAllCapLimit(true),
+			zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(1<<20))
 		if err != nil {
 			panic(err)
 		}
