@@ -115,10 +115,19 @@ func TestHTTPSPinned(t *testing.T) {
 	if _, err := storeOver(httpsClient(t, ssCert, ssKey), url); err == nil {
 		t.Error("unpinned client accepted after reload")
 	}
-	_, _, metrics := doRequest(t, http.MethodGet, td.adminURL+"/metrics", "", nil)
+	// The server counts a failure after the client has seen it: wait for it.
 	for _, want := range []string{`opmond_tls_handshake_failures_total{reason="unknown_certificate"} 2`, `opmond_tls_handshake_failures_total{reason="no_certificate"} 1`} {
-		if !bytes.Contains(metrics, []byte(want)) {
-			t.Errorf("metrics lack %s", want)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, _, metrics := doRequest(t, http.MethodGet, td.adminURL+"/metrics", "", nil)
+			if bytes.Contains(metrics, []byte(want)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("metrics lack %s", want)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }
