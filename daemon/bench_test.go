@@ -207,3 +207,36 @@ func BenchmarkStoreHTTP(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "records/s")
 }
+
+// BenchmarkDecodeAndStore: what a store request costs without HTTP: decode a
+// 100-record body, store it (fsync'd), feed health statistics.
+func BenchmarkDecodeAndStore(b *testing.B) {
+	db, err := storage.Open(filepath.Join(b.TempDir(), "opmonitor.db"), storage.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	health := NewHealth(10*time.Minute, time.Now)
+	recs := schematest.Records(100, 3, 1_760_000_000_000)
+	body := []byte(`{"records":[`)
+	for i := range recs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = schema.AppendRecordJSON(body, &recs[i], schema.AllFields.Without(schema.FMonitoringDataTs))
+	}
+	body = append(body, "]}"...)
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req, err := schema.DecodeStoreRequest(body, schema.DecodeOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := db.Store(context.Background(), req.Records, nil); err != nil {
+			b.Fatal(err)
+		}
+		health.Add(req.Records)
+	}
+	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "records/s")
+}

@@ -49,11 +49,9 @@ func (d *Daemon) store(c *fiber.Ctx) storeResult {
 		quarantine = make([]storage.Quarantined, len(req.Rejected))
 		for i, r := range req.Rejected {
 			quarantine[i] = storage.Quarantined{Reason: r.Reason, Raw: r.Raw}
-			ev := d.log.Warn().Str("remote", c.IP()).Int("index", r.Index).Str("reason", r.Reason)
-			if d.log.Enabled(zerolog.DebugLevel) {
-				ev = ev.Bytes("record", r.Raw)
-			}
-			ev.Msg("record quarantined")
+			d.log.Warn().Str("remote", c.IP()).Int("index", r.Index).Str("reason", r.Reason).Msg("record quarantined")
+			// The payload only ever goes out at debug level.
+			d.log.Debug().Int("index", r.Index).Bytes("record", r.Raw).Msg("quarantined record content")
 		}
 	}
 	ts, err := d.db.Store(c.UserContext(), req.Records, quarantine)

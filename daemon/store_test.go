@@ -379,3 +379,16 @@ func TestShutdownDrains(t *testing.T) {
 	td2 := startDaemon(t, testConfig(t, filepath.Dir(filepath.Dir(td.cfg.OpMonitor.Database))), nil)
 	_ = td2.all()
 }
+
+// TestStoreLogsNoPayloadAboveDebug: at info level a quarantined record is
+// logged with its reason but without its content.
+func TestStoreLogsNoPayloadAboveDebug(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Log.Level = "info"
+	td := startDaemon(t, cfg, nil)
+	td.store(jrec("securityServerType", "nonsense", "messageId", "secret-payload-marker"))
+	logs := td.logs.String()
+	if !strings.Contains(logs, `"record quarantined"`) || strings.Contains(logs, "secret-payload-marker") {
+		t.Errorf("log at info level:\n%s", logs)
+	}
+}
