@@ -2,11 +2,20 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/opmond/opmond/storage"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -90,4 +99,81 @@ func TestGencert(t *testing.T) {
 	if code, _, _ = runCLI(t, "gencert", "--dir", dir, "--force"); code != 0 {
 		t.Errorf("--force: exit %d", code)
 	}
+}
+
+// TestServeSignals runs the serve command as main does: SIGHUP reloads and
+// keeps serving, SIGTERM stops it with exit code 0 and the data survives.
+func TestServeSignals(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg := filepath.Join(dir, "opmond.toml")
+	content := fmt.Sprintf("[op-monitor]\nhost = \"127.0.0.1\"\nport = %d\ndatabase = \"db/op.db\"\n[admin]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n", port)
+	if err := os.WriteFile(cfg, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() { done <- run([]string{"serve", "--config", cfg}, io.Discard, &syncWriter{w: &stderr}) }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/store_data", port)
+	store := func() error {
+		resp, err := http.Post(url, "application/json", strings.NewReader(`{"records":[{"securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true}]}`))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != `{"status":"OK"}` {
+			return fmt.Errorf("answer %s", b)
+		}
+		return nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for store() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("daemon did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := store(); err != nil {
+		t.Fatalf("after SIGHUP: %v", err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemon did not stop on SIGTERM")
+	}
+	db, err := storage.Open(filepath.Join(dir, "db", "op.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if st, err := db.Stats(); err != nil || st.Records != 2 {
+		t.Errorf("after restart: %+v %v", st, err)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

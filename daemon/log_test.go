@@ -3,8 +3,12 @@ package daemon
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 func TestLoggerLevelAndFormat(t *testing.T) {
@@ -34,5 +38,43 @@ func TestLoggerLevelAndFormat(t *testing.T) {
 	}
 	if err := l.SetLevel("loud"); err == nil {
 		t.Error("bad level accepted")
+	}
+}
+
+// TestReloadLogLevel: Reload (what SIGHUP calls) re-reads [log] level from
+// the configuration file; a broken file keeps the old level.
+func TestReloadLogLevel(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "opmond.toml")
+	write := func(level string) {
+		content := "[op-monitor]\ndatabase = \"db/op.db\"\n[global-conf]\ndirectory = \"none\"\n[admin]\nlisten = \"\"\n[log]\nlevel = \"" + level + "\"\n"
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("info")
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td := startDaemon(t, cfg, nil)
+	td.store(jrec())
+	if strings.Contains(td.logs.String(), `"message":"stored"`) {
+		t.Fatal("debug event at info level")
+	}
+	write("debug")
+	if err := td.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	td.store(jrec())
+	if !strings.Contains(td.logs.String(), `"message":"stored"`) {
+		t.Error("no debug event after reload to debug")
+	}
+	write("loud")
+	if err := td.Reload(); err == nil {
+		t.Error("broken configuration reloaded without error")
+	}
+	if !td.log.Enabled(zerolog.DebugLevel) {
+		t.Error("level changed by a broken configuration")
 	}
 }
