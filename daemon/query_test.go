@@ -554,6 +554,9 @@ func TestRunQueryPages(t *testing.T) {
 	if len(lines) != want || len(seen) != want {
 		t.Errorf("printed %d lines, %d distinct, want %d", len(lines), len(seen), want)
 	}
+	if strings.Contains(td.logs.String(), "not available") {
+		t.Error("the client asked past the records-available point")
+	}
 	// --health prints one JSON document.
 	out.Reset()
 	if err := RunQuery(context.Background(), QueryOptions{ConfigFile: cfgPath, URL: td.url, Health: true}, &out); err != nil {

@@ -116,11 +116,28 @@ func queryRecords(ctx context.Context, hc *http.Client, url string, o QueryOptio
 				return err
 			}
 		}
-		if next == nil || *next > o.To || *next <= from {
+		if next == nil || *next > o.To || *next <= from || !pageWasFull(records, *next) {
 			return nil
 		}
 		from = *next
 	}
+}
+
+// pageWasFull tells whether nextRecordsFrom follows a page cut by the
+// records limit (it is then the last record's second + 1) rather than the
+// records-available point, from which nothing can be had yet. Without
+// monitoringDataTs in the records it cannot tell, and assumes full.
+func pageWasFull(records []json.RawMessage, next int64) bool {
+	if len(records) == 0 {
+		return false
+	}
+	var last struct {
+		Ts *int64 `json:"monitoringDataTs"`
+	}
+	if err := json.Unmarshal(records[len(records)-1], &last); err != nil || last.Ts == nil {
+		return true
+	}
+	return *last.Ts+1 == next
 }
 
 // soapFault is a fault answer.
