@@ -402,3 +402,118 @@ func decodeBody(body string, recs []schema.Record) error {
 	}
 	return nil
 }
+
+// decodeMatching appends to out the records of body (count records) that f
+// matches, using recs (length count) and idx (length count) as scratch. It
+// decodes the party columns of every record but the other columns only of
+// matching records: most records of a candidate block do not match.
+func decodeMatching(body string, f filter, recs []schema.Record, idx []int32, out []schema.Record) ([]schema.Record, error) {
+	r := bodyReader{s: body}
+	for i := range recs {
+		// Only Has and the party fields are used before a record matches.
+		recs[i].Has = schema.FieldSet(r.uvarint() << 1)
+		if recs[i].Has&^schema.AllFields != 0 {
+			r.bad = true
+		}
+		idx[i] = -1
+	}
+	// The columns before the parties are skipped now and decoded after.
+	var starts [schema.FClientXRoadInstance]int
+	for fl := schema.Field(1); fl < schema.FClientXRoadInstance; fl++ {
+		starts[fl] = r.off
+		decodeColumn(&r, fl, recs, idx, out)
+	}
+	for fl := schema.FClientXRoadInstance; fl <= schema.FServiceSubsystemCode; fl++ {
+		slot := fieldSlot[fl]
+		for i := range recs {
+			if recs[i].Has.Has(fl) {
+				recs[i].Strs[slot] = r.str()
+			} else {
+				recs[i].Strs[slot] = ""
+			}
+		}
+	}
+	if r.bad {
+		return out, errCorrupt
+	}
+	for i := range recs {
+		if f.match(&recs[i]) {
+			idx[i] = int32(len(out))
+			m := schema.Record{Has: recs[i].Has}
+			for fl := schema.FClientXRoadInstance; fl <= schema.FServiceSubsystemCode; fl++ {
+				m.Strs[fieldSlot[fl]] = recs[i].Strs[fieldSlot[fl]]
+			}
+			out = append(out, m)
+		}
+	}
+	rest := r.off
+	for fl := schema.Field(1); fl < schema.FClientXRoadInstance; fl++ {
+		r.off = starts[fl]
+		decodeColumn(&r, fl, recs, idx, out)
+	}
+	r.off = rest
+	for fl := schema.FServiceSubsystemCode + 1; fl < schema.NumFields; fl++ {
+		decodeColumn(&r, fl, recs, idx, out)
+	}
+	if r.bad {
+		return out, errCorrupt
+	}
+	if r.off != len(r.s) {
+		return out, fmt.Errorf("%w: trailing bytes", errCorrupt)
+	}
+	return out, nil
+}
+
+// decodeColumn reads the values of field fl of recs, storing into out[idx[i]]
+// those of records with idx[i] ≥ 0 and skipping the others.
+func decodeColumn(r *bodyReader, fl schema.Field, recs []schema.Record, idx []int32, out []schema.Record) {
+	slot := fieldSlot[fl]
+	switch fieldKind[fl] {
+	case schema.KindString:
+		for i := range recs {
+			if !recs[i].Has.Has(fl) {
+				continue
+			}
+			if j := idx[i]; j >= 0 {
+				out[j].Strs[slot] = r.str()
+			} else if n := r.uvarint(); n > uint64(len(r.s)-r.off) {
+				r.bad = true
+			} else {
+				r.off += int(n)
+			}
+		}
+	case schema.KindBool:
+		for i := range recs {
+			if recs[i].Has.Has(fl) {
+				b := r.byte()
+				if j := idx[i]; j >= 0 {
+					out[j].Ints[slot] = int64(b & 1)
+				}
+			}
+		}
+	default:
+		var prev int64
+		for i := range recs {
+			if !recs[i].Has.Has(fl) {
+				continue
+			}
+			j := idx[i]
+			switch {
+			case fl == schema.FRequestInTs:
+				// Delta-coded across records: accumulated for every record.
+				prev += r.varint()
+				if j >= 0 {
+					out[j].Ints[slot] = prev
+				}
+			case j < 0:
+				r.uvarint()
+			default:
+				v := r.varint()
+				if relToRequestIn(fl) && recs[i].Has.Has(schema.FRequestInTs) {
+					v += out[j].Ints[slotRequestInTs]
+				}
+				out[j].Ints[slot] = v
+			}
+		}
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -64,20 +66,50 @@ func (f filter) hashes() []uint64 {
 	return nil
 }
 
-// fetched is a decompressed block.
+// fetched is a candidate block. Unfiltered, body is its decompressed body.
+// Under a filter, fetch copies its zstd frame to zbuf[zlo:zhi] and
+// matchRound replaces it by its matching records, workers[w].out[lo:hi], or
+// an error.
 type fetched struct {
-	ts    int64
-	count int
-	body  string
+	ts       int64
+	count    int
+	body     string
+	bodyLen  int
+	zlo, zhi int
+	w        int
+	lo, hi   int
+	err      error
 }
 
 // queryState holds the buffers of one query, reused across queries.
 type queryState struct {
-	recs  []schema.Record
-	batch []fetched
+	recs    []schema.Record
+	batch   []fetched
+	zbuf    []byte
+	workers []matchWorker
+}
+
+// matchWorker holds the buffers of one goroutine of matchRound.
+type matchWorker struct {
+	recs []schema.Record // scratch of decodeMatching
+	idx  []int32
+	out  []schema.Record // matching records of the round
 }
 
 var queryStatePool = sync.Pool{New: func() any { return new(queryState) }}
+
+// release drops references into decoded bodies so that a pooled state does
+// not keep them alive.
+func (st *queryState) release() {
+	clear(st.batch)
+	for i := range st.workers {
+		clear(st.workers[i].recs)
+		clear(st.workers[i].out)
+	}
+	if cap(st.zbuf) > 4*fetchMaxBytes {
+		st.zbuf = nil
+	}
+}
 
 // decode decodes b into the state's record buffer.
 func (st *queryState) decode(b *fetched) ([]schema.Record, error) {
@@ -89,6 +121,56 @@ func (st *queryState) decode(b *fetched) ([]schema.Record, error) {
 		return nil, err
 	}
 	return recs, nil
+}
+
+// matchRound decompresses and decodes the fetched blocks on all cores and
+// keeps their matching records: a party spread thinly over many blocks makes
+// this the bulk of a filtered query. It returns once every goroutine it
+// started has ended; if ctx is cancelled, some blocks stay unprocessed.
+func (st *queryState) matchRound(ctx context.Context, f filter) {
+	n := min(runtime.GOMAXPROCS(0), len(st.batch))
+	if n == 0 {
+		return
+	}
+	if len(st.workers) < n {
+		st.workers = append(st.workers, make([]matchWorker, n-len(st.workers))...)
+	}
+	var next atomic.Int64
+	work := func(mw *matchWorker, w int) {
+		clear(mw.out)
+		mw.out = mw.out[:0]
+		for ctx.Err() == nil {
+			i := int(next.Add(1)) - 1
+			if i >= len(st.batch) {
+				return
+			}
+			b := &st.batch[i]
+			b.w, b.lo = w, len(mw.out)
+			b.err = mw.match(b, st.zbuf[b.zlo:b.zhi], f)
+			b.hi = len(mw.out)
+		}
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < n; w++ {
+		wg.Go(func() { work(&st.workers[w], w) })
+	}
+	work(&st.workers[0], 0)
+	wg.Wait()
+}
+
+// match appends the matching records of block b, with zstd frame z, to
+// mw.out.
+func (mw *matchWorker) match(b *fetched, z []byte, f filter) error {
+	body, err := decompress(&blockHeader{bodyLen: b.bodyLen, zbody: z})
+	if err != nil {
+		return err
+	}
+	if cap(mw.recs) < b.count {
+		mw.recs = make([]schema.Record, b.count)
+		mw.idx = make([]int32, b.count)
+	}
+	mw.out, err = decodeMatching(body, f, mw.recs[:b.count], mw.idx[:b.count], mw.out)
+	return err
 }
 
 // Query visits matching records in ascending monitoringDataTs, insertion order
@@ -115,7 +197,7 @@ func (db *DB) Query(ctx context.Context, q Query, visit func(*schema.Record) err
 	hashes := f.hashes()
 	st := queryStatePool.Get().(*queryState)
 	defer func() {
-		clear(st.batch)
+		st.release()
 		queryStatePool.Put(st)
 	}()
 
@@ -137,33 +219,46 @@ func (db *DB) Query(ctx context.Context, q Query, visit func(*schema.Record) err
 		var status fetchStatus
 		var next blockKey
 		var err error
-		st.batch, next, status, err = db.fetch(hashes, start, lim, st.batch[:0])
+		next, status, err = db.fetch(st, hashes, start, lim, !f.none())
 		if err != nil {
 			return res, fmt.Errorf("query: %w", err)
 		}
+		if !f.none() {
+			st.matchRound(ctx, f)
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+		}
 		for i := range st.batch {
 			b := &st.batch[i]
-			if res.LimitHit && b.ts != res.Last {
-				// Read in the same round as the last second: only probes.
-				ok, err := st.anyMatch(b, f)
-				if err != nil {
+			var recs []schema.Record
+			switch {
+			case f.none():
+				if res.LimitHit && b.ts != res.Last {
+					// Read in the same round as the last second: only probes.
+					if b.count > 0 {
+						res.More = true
+						return res, nil
+					}
+					continue
+				}
+				if recs, err = st.decode(b); err != nil {
 					return res, fmt.Errorf("query: %w", err)
 				}
-				if ok {
-					res.More = true
-					return res, nil
+			case b.err != nil:
+				return res, fmt.Errorf("query: %w", b.err)
+			default:
+				recs = st.workers[b.w].out[b.lo:b.hi]
+				if res.LimitHit && b.ts != res.Last {
+					if len(recs) > 0 {
+						res.More = true
+						return res, nil
+					}
+					continue
 				}
-				continue
-			}
-			recs, err := st.decode(b)
-			if err != nil {
-				return res, fmt.Errorf("query: %w", err)
 			}
 			for j := range recs {
 				r := &recs[j]
-				if !f.match(r) {
-					continue
-				}
 				r.SetInt(schema.FMonitoringDataTs, b.ts)
 				if err := visit(r); err != nil {
 					return res, err
@@ -220,11 +315,14 @@ const (
 	fetchBeyond                          // onlyTs given and next is a later candidate
 )
 
-// fetch decompresses candidate blocks from start on into out, in one read
-// transaction.
-func (db *DB) fetch(hashes []uint64, start blockKey, lim fetchLimit, out []fetched) ([]fetched, blockKey, fetchStatus, error) {
+// fetch reads candidate blocks from start on into st.batch, in one read
+// transaction: decompressed, or if raw as copies of their zstd frames in
+// st.zbuf (to be decompressed in parallel after the transaction).
+func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLimit, raw bool) (blockKey, fetchStatus, error) {
 	var next blockKey
 	status := fetchDone
+	out, zbuf := st.batch[:0], st.zbuf[:0]
+	defer func() { st.batch, st.zbuf = out, zbuf }()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		it := newCandIter(tx, hashes, lim.to)
 		recs, size := 0, 0
@@ -245,16 +343,22 @@ func (db *DB) fetch(hashes []uint64, start blockKey, lim fetchLimit, out []fetch
 			if err != nil {
 				return err
 			}
+			recs += h.count
+			size += h.bodyLen
+			if raw {
+				zlo := len(zbuf)
+				zbuf = append(zbuf, h.zbody...)
+				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf)})
+				continue
+			}
 			body, err := decompress(&h)
 			if err != nil {
 				return err
 			}
 			out = append(out, fetched{ts: ts, count: h.count, body: body})
-			recs += h.count
-			size += len(body)
 		}
 	})
-	return out, next, status, err
+	return next, status, err
 }
 
 // probe reports whether a matching record exists in the candidate blocks
