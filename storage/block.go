@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -280,19 +281,50 @@ var bodyBufPool = sync.Pool{New: func() any { return new([]byte) }}
 func decompress(h *blockHeader) (string, error) {
 	bp := bodyBufPool.Get().(*[]byte)
 	defer bodyBufPool.Put(bp)
-	buf := *bp
-	if cap(buf) < h.bodyLen {
-		buf = make([]byte, 0, h.bodyLen)
-	}
-	buf, err := zstdDecoder().DecodeAll(h.zbody, buf[:0:h.bodyLen])
+	buf, err := decompressInto(*bp, h)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", errCorrupt, err)
+		return "", err
+	}
+	*bp = buf[:0]
+	return string(buf), nil
+}
+
+// decompressInto decompresses a block's body into dst's storage (grown if
+// needed) and returns it.
+func decompressInto(dst []byte, h *blockHeader) ([]byte, error) {
+	if cap(dst) < h.bodyLen {
+		dst = make([]byte, 0, h.bodyLen)
+	}
+	buf, err := zstdDecoder().DecodeAll(h.zbody, dst[:0:h.bodyLen])
+	if err != nil {
+		return dst, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
 	if len(buf) != h.bodyLen {
-		return "", fmt.Errorf("%w: body length", errCorrupt)
+		return dst, fmt.Errorf("%w: body length", errCorrupt)
 	}
-	*bp = buf[:0:cap(buf)]
-	return string(buf), nil
+	return buf, nil
+}
+
+// detachStrings gives a record decoded from a reused buffer its own copy of
+// its strings, in one allocation.
+func detachStrings(r *schema.Record) {
+	n := 0
+	for _, s := range r.Strs {
+		n += len(s)
+	}
+	if n == 0 {
+		return
+	}
+	b := make([]byte, 0, n)
+	for _, s := range r.Strs {
+		b = append(b, s...)
+	}
+	all := unsafe.String(unsafe.SliceData(b), n)
+	off := 0
+	for i, s := range r.Strs {
+		r.Strs[i] = all[off : off+len(s)]
+		off += len(s)
+	}
 }
 
 // bodyReader reads varints and strings from a body without allocating.

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -91,6 +92,7 @@ type queryState struct {
 
 // matchWorker holds the buffers of one goroutine of matchRound.
 type matchWorker struct {
+	body []byte          // decompressed block, reused
 	recs []schema.Record // scratch of decodeMatching
 	idx  []int32
 	out  []schema.Record // matching records of the round
@@ -159,17 +161,25 @@ func (st *queryState) matchRound(ctx context.Context, f filter) {
 }
 
 // match appends the matching records of block b, with zstd frame z, to
-// mw.out.
+// mw.out. Records are decoded from the worker's reused buffer and only the
+// kept ones get their own copy of their strings: most of a block is
+// usually dropped.
 func (mw *matchWorker) match(b *fetched, z []byte, f filter) error {
-	body, err := decompress(&blockHeader{bodyLen: b.bodyLen, zbody: z})
+	var err error
+	mw.body, err = decompressInto(mw.body, &blockHeader{bodyLen: b.bodyLen, zbody: z})
 	if err != nil {
 		return err
 	}
+	body := unsafe.String(unsafe.SliceData(mw.body), len(mw.body))
 	if cap(mw.recs) < b.count {
 		mw.recs = make([]schema.Record, b.count)
 		mw.idx = make([]int32, b.count)
 	}
+	lo := len(mw.out)
 	mw.out, err = decodeMatching(body, f, mw.recs[:b.count], mw.idx[:b.count], mw.out)
+	for i := lo; i < len(mw.out); i++ {
+		detachStrings(&mw.out[i])
+	}
 	return err
 }
 
