@@ -173,25 +173,10 @@ func TestPartyFilters(t *testing.T) {
 
 // refQuery is §4.2 over a plain list in storage order.
 func refQuery(all []schema.Record, q Query) ([]string, QueryResult) {
-	f := filter{assoc: q.Associated, prov: q.Provider}
+	recs, res := refRecords(all, q)
 	var ids []string
-	var res QueryResult
-	for i := range all {
-		r := &all[i]
-		ts := r.Int(schema.FMonitoringDataTs)
-		if ts < q.From || ts > q.To || !f.match(r) {
-			continue
-		}
-		if res.LimitHit && ts != res.Last {
-			res.More = true
-			break
-		}
-		ids = append(ids, r.Str(schema.FMessageID))
-		res.Count++
-		res.Last = ts
-		if res.Count >= q.Max {
-			res.LimitHit = true
-		}
+	for i := range recs {
+		ids = append(ids, recs[i].Str(schema.FMessageID))
 	}
 	return ids, res
 }
