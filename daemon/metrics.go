@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/opmond/opmond/schema"
 )
 
 // metrics are the daemon's Prometheus metrics (interface.md, "Metrics"). Each
@@ -97,3 +99,68 @@ func (m *metrics) observeQuery(op string, ok bool, d time.Duration) {
 }
 
 func (m *metrics) tlsFailure(reason string) { m.tlsFailures.WithLabelValues(reason).Inc() }
+
+// serviceCollector exposes the health statistics per service at scrape
+// time. Services are taken in the order of their slash form; beyond
+// [admin] max-service-series they are folded into service="other", so the
+// number of series stays bounded.
+type serviceCollector struct {
+	health   *Health
+	max      int
+	requests *prometheus.Desc
+	lastTs   *prometheus.Desc
+}
+
+func newServiceCollector(h *Health, max int) *serviceCollector {
+	return &serviceCollector{
+		health: h,
+		max:    max,
+		requests: prometheus.NewDesc("opmond_service_requests",
+			"Requests of the service in the last health statistics period.", []string{"service", "result"}, nil),
+		lastTs: prometheus.NewDesc("opmond_service_last_request_timestamp_seconds",
+			"When the last successful or failed request of the service ended.", []string{"service", "result"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *serviceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.requests
+	ch <- c.lastTs
+}
+
+// Collect implements prometheus.Collector.
+func (c *serviceCollector) Collect(ch chan<- prometheus.Metric) {
+	snap := c.health.Snapshot(nil)
+	var other schema.ServiceEvents
+	folded := false
+	for i := range snap.Services {
+		s := &snap.Services[i]
+		if i < c.max {
+			c.emit(ch, s.Service.String(), s)
+			continue
+		}
+		folded = true
+		other.SuccessfulCount += s.SuccessfulCount
+		other.UnsuccessfulCount += s.UnsuccessfulCount
+		if s.HasLastSuccessful && (!other.HasLastSuccessful || s.LastSuccessfulMs > other.LastSuccessfulMs) {
+			other.LastSuccessfulMs, other.HasLastSuccessful = s.LastSuccessfulMs, true
+		}
+		if s.HasLastUnsuccessful && (!other.HasLastUnsuccessful || s.LastUnsuccessfulMs > other.LastUnsuccessfulMs) {
+			other.LastUnsuccessfulMs, other.HasLastUnsuccessful = s.LastUnsuccessfulMs, true
+		}
+	}
+	if folded {
+		c.emit(ch, "other", &other)
+	}
+}
+
+func (c *serviceCollector) emit(ch chan<- prometheus.Metric, service string, s *schema.ServiceEvents) {
+	ch <- prometheus.MustNewConstMetric(c.requests, prometheus.GaugeValue, float64(s.SuccessfulCount), service, "success")
+	ch <- prometheus.MustNewConstMetric(c.requests, prometheus.GaugeValue, float64(s.UnsuccessfulCount), service, "failure")
+	if s.HasLastSuccessful {
+		ch <- prometheus.MustNewConstMetric(c.lastTs, prometheus.GaugeValue, float64(s.LastSuccessfulMs)/1000, service, "success")
+	}
+	if s.HasLastUnsuccessful {
+		ch <- prometheus.MustNewConstMetric(c.lastTs, prometheus.GaugeValue, float64(s.LastUnsuccessfulMs)/1000, service, "failure")
+	}
+}

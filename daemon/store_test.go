@@ -392,3 +392,36 @@ func TestStoreLogsNoPayloadAboveDebug(t *testing.T) {
 		t.Errorf("log at info level:\n%s", logs)
 	}
 }
+
+// TestServiceMetrics: per-service series from the health statistics,
+// capped at max-service-series with the rest folded into "other".
+func TestServiceMetrics(t *testing.T) {
+	clock := newTestClock(1760004000)
+	cfg := testConfig(t, t.TempDir())
+	cfg.Admin.MaxServiceSeries = 2
+	td := startDaemon(t, cfg, clock.Now)
+	producer := func(code string, ok bool, out int64) map[string]any {
+		r := jrec("securityServerType", "Producer", "serviceCode", code, "succeeded", ok, "responseOutTs", out)
+		return withParty(r, "service", "EE/COM/1/SUB")
+	}
+	td.store(producer("a", true, 1760004000500), producer("a", false, 1760004000600),
+		producer("b", true, 1760004000700), producer("c", true, 1760004000800), producer("d", false, 1760004000900))
+	_, _, b := doRequest(t, http.MethodGet, td.adminURL+"/metrics", "", nil)
+	metrics := string(b)
+	for _, want := range []string{
+		`opmond_service_requests{result="success",service="EE/COM/1/SUB/a"} 1`,
+		`opmond_service_requests{result="failure",service="EE/COM/1/SUB/a"} 1`,
+		`opmond_service_requests{result="success",service="EE/COM/1/SUB/b"} 1`,
+		`opmond_service_requests{result="success",service="other"} 1`,
+		`opmond_service_requests{result="failure",service="other"} 1`,
+		`opmond_service_last_request_timestamp_seconds{result="failure",service="other"} 1.7600040009e+09`,
+		`opmond_service_last_request_timestamp_seconds{result="success",service="EE/COM/1/SUB/b"} 1.7600040007e+09`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(metrics, `service="EE/COM/1/SUB/c"`) {
+		t.Error("a service beyond max-service-series has its own series")
+	}
+}
