@@ -112,7 +112,7 @@ func New(cfg *Config, opts Options) (_ *Daemon, err error) {
 
 	d.ln = opts.Listener
 	if d.ln == nil {
-		if d.ln, err = net.Listen("tcp", cfg.ListenAddr()); err != nil {
+		if d.ln, err = listenAll(context.Background(), cfg.OpMonitor.Host, cfg.OpMonitor.Port); err != nil {
 			return nil, fmt.Errorf("listen on %s: %w", cfg.ListenAddr(), err)
 		}
 	}
