@@ -700,3 +700,36 @@ func TestQueryLargePayload(t *testing.T) {
 		t.Errorf("first member: %d bytes, %d bytes left, %v", len(plain), br.Len(), err)
 	}
 }
+
+// TestQueryChunkedBody: the security server streams query bodies with
+// chunked transfer encoding and an empty accept-encoding header.
+func TestQueryChunkedBody(t *testing.T) {
+	clock := newTestClock(1000)
+	td := queryDaemon(t, clock, nil)
+	td.storeAt(clock, 1000, jrec("messageId", "chunked"))
+	clock.Set(queryNow)
+	body := buildQueryRequest(QueryOptions{As: clientOf(ownerID), Server: serverOf(serverID), To: 2000}, 0)
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < len(body); i += 100 {
+			pw.Write(body[i:min(i+100, len(body))])
+		}
+		pw.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPost, td.url+"/query_data", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/xml; charset=UTF-8")
+	req.Header["accept-encoding"] = []string{""}
+	req.ContentLength, req.TransferEncoding = -1, []string{"chunked"}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	recs, _, err := ReadOperationalDataAnswer(resp.Header.Get("Content-Type"), resp.Body)
+	if err != nil || len(recs) != 1 || !strings.Contains(string(recs[0]), "chunked") {
+		t.Errorf("answer %s: %v", recs, err)
+	}
+}
