@@ -85,10 +85,13 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	// The freelist is synced: without it bbolt walks every page at open,
+	// which maps the whole file (RSS the size of the database, 365 MB for
+	// 5M records) for a commit cost that measured the same here (and ~11%
+	// more right after a large purge).
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        time.Second,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		Timeout:      time.Second,
+		FreelistType: bolt.FreelistMapType,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open database %s: database is locked (is another opmond running?)", path)
