@@ -83,13 +83,17 @@ func New(cfg *Config, opts Options) (_ *Daemon, err error) {
 	d := &Daemon{cfg: cfg, log: log, now: now, metrics: newMetrics()}
 	defer func() {
 		if err != nil {
+			for _, ln := range []net.Listener{d.ln, d.adminLn} {
+				if ln != nil {
+					ln.Close()
+				}
+			}
 			d.closeResources()
 		}
 	}()
 
-	d.db, err = storage.Open(cfg.OpMonitor.Database, storage.Options{Now: now})
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", cfg.OpMonitor.Database, err)
+	if d.db, err = storage.Open(cfg.OpMonitor.Database, storage.Options{Now: now}); err != nil {
+		return nil, err
 	}
 	d.health = NewHealth(cfg.HealthPeriod(), now)
 	if err := d.setupGlobalConf(); err != nil {
@@ -433,20 +437,13 @@ func (d *Daemon) Close() error {
 	return d.closeErr
 }
 
+// closeResources closes the database (listeners are closed by shutdown, or
+// by New when it fails).
 func (d *Daemon) closeResources() error {
-	var err error
 	if d.db != nil {
-		err = d.db.Close()
+		return d.db.Close()
 	}
-	if d.app == nil {
-		if d.ln != nil {
-			d.ln.Close()
-		}
-		if d.adminLn != nil && d.admin == nil {
-			d.adminLn.Close()
-		}
-	}
-	return err
+	return nil
 }
 
 // Run builds and starts a daemon, reloads on each value from reload, and

@@ -425,3 +425,35 @@ func TestServiceMetrics(t *testing.T) {
 		t.Error("a service beyond max-service-series has its own series")
 	}
 }
+
+// TestNewFailureReleasesPort: when New fails after binding the X-Road
+// listener (here: the admin address is taken), the listener and the
+// database are released.
+func TestNewFailureReleasesPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	probe, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.OpMonitor.Host, cfg.OpMonitor.Port = "127.0.0.1", port
+	cfg.Admin.Listen = taken.Addr().String()
+	if _, err := New(cfg, Options{LogWriter: &syncBuffer{}}); err == nil {
+		t.Fatal("New succeeded with the admin address taken")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)))
+	if err != nil {
+		t.Fatalf("X-Road port still held: %v", err)
+	}
+	ln.Close()
+	cfg.Admin.Listen = ""
+	d, err := New(cfg, Options{LogWriter: &syncBuffer{}})
+	if err != nil {
+		t.Fatalf("database still locked: %v", err)
+	}
+	d.Close()
+}
