@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/opmond/opmond/anchor"
+	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/storage"
 	"github.com/opmond/opmond/tlsconf"
 )
@@ -473,7 +474,8 @@ func (d *Daemon) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if reason := d.notReady(); reason != "" {
-			writeJSON(w, http.StatusServiceUnavailable, `{"status":"not ready","reason":`+jsonString(reason)+`}`)
+			b := schema.AppendJSONString([]byte(`{"status":"not ready","reason":`), reason)
+			writeJSON(w, http.StatusServiceUnavailable, string(b)+"}")
 			return
 		}
 		writeJSON(w, http.StatusOK, `{"status":"ready"}`)

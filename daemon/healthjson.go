@@ -27,20 +27,20 @@ func appendHealthJSON(b []byte, h *schema.HealthData) []byte {
 		}
 		p := s.Service.Provider
 		b = append(b, `{"service":{"xRoadInstance":`...)
-		b = append(b, jsonString(p.Instance)...)
+		b = schema.AppendJSONString(b, p.Instance)
 		b = append(b, `,"memberClass":`...)
-		b = append(b, jsonString(p.MemberClass)...)
+		b = schema.AppendJSONString(b, p.MemberClass)
 		b = append(b, `,"memberCode":`...)
-		b = append(b, jsonString(p.MemberCode)...)
+		b = schema.AppendJSONString(b, p.MemberCode)
 		if p.HasSubsystem {
 			b = append(b, `,"subsystemCode":`...)
-			b = append(b, jsonString(p.Subsystem)...)
+			b = schema.AppendJSONString(b, p.Subsystem)
 		}
 		b = append(b, `,"serviceCode":`...)
-		b = append(b, jsonString(s.Service.Code)...)
+		b = schema.AppendJSONString(b, s.Service.Code)
 		if s.Service.HasVersion {
 			b = append(b, `,"serviceVersion":`...)
-			b = append(b, jsonString(s.Service.Version)...)
+			b = schema.AppendJSONString(b, s.Service.Version)
 		}
 		b = append(b, '}')
 		if s.HasLastSuccessful {
@@ -53,7 +53,7 @@ func appendHealthJSON(b []byte, h *schema.HealthData) []byte {
 		}
 		if s.HasServiceType {
 			b = append(b, `,"serviceType":`...)
-			b = append(b, jsonString(s.ServiceType)...)
+			b = schema.AppendJSONString(b, s.ServiceType)
 		}
 		b = append(b, `,"lastPeriodStatistics":{"successfulRequestCount":`...)
 		b = strconv.AppendInt(b, int64(s.SuccessfulCount), 10)

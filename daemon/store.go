@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"encoding/json"
 	"errors"
 	"mime"
 	"strconv"
@@ -96,16 +95,8 @@ func writeStoreAnswer(c *fiber.Ctx, res storeResult) error {
 	if errors.As(res.err, &ue) {
 		msg = "[" + uuid.NewString() + "] [SYSTEM] internal_error: " + ue.msg
 	}
-	return c.SendString(`{"status":"Error","errorMessage":` + jsonString(msg) + `}`)
-}
-
-// jsonString quotes s as a JSON string without HTML escaping.
-func jsonString(s string) string {
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)
-	return strings.TrimSuffix(b.String(), "\n")
+	b := schema.AppendJSONString([]byte(`{"status":"Error","errorMessage":`), msg)
+	return c.Send(append(b, '}'))
 }
 
 // mediaTypeIs compares the media type of a Content-Type value, without

@@ -27,7 +27,7 @@ func AppendRecordJSON(dst []byte, r *Record, fields FieldSet) []byte {
 		dst = append(dst, '"', ':')
 		switch fi.Kind {
 		case KindString:
-			dst = appendJSONString(dst, r.Strs[fi.Slot])
+			dst = AppendJSONString(dst, r.Strs[fi.Slot])
 		case KindBool:
 			if r.Ints[fi.Slot] != 0 {
 				dst = append(dst, "true"...)
@@ -41,9 +41,10 @@ func AppendRecordJSON(dst []byte, r *Record, fields FieldSet) []byte {
 	return append(dst, '}')
 }
 
-// appendJSONString appends s as a JSON string. Runs of bytes that need no
-// escaping, the common case, are copied at once.
-func appendJSONString(dst []byte, s string) []byte {
+// AppendJSONString appends s as a JSON string: no HTML escaping, non-ASCII
+// raw, invalid UTF-8 as \ufffd. Runs of bytes that need no escaping, the
+// common case, are copied at once.
+func AppendJSONString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0
