@@ -981,3 +981,20 @@ func BenchmarkSOAPHealthDataResponse(b *testing.B) {
 		_ = q.HealthDataResponse(h)
 	}
 }
+
+// TestSOAPResponseAttributeEscaping: attribute values copied from the
+// request header are re-escaped so that tabs, line feeds and carriage
+// returns survive attribute-value normalisation, and markup stays markup.
+func TestSOAPResponseAttributeEscaping(t *testing.T) {
+	req := readSOAPTestdata(t, "opdata_request.xml")
+	req = bytes.Replace(req, []byte("<xrd:userId>"),
+		[]byte(`<ext:note xmlns:ext="urn:example" v="1&#9;2&#10;3&#13;4&amp;&lt;&quot;'"/><xrd:userId>`), 1)
+	q, err := ParseQueryRequest(req, "text/xml; charset=UTF-8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(q.OperationalDataResponse(0, 0, false))
+	if want := `v="1&#9;2&#10;3&#13;4&amp;&lt;&quot;'"`; !strings.Contains(out, want) {
+		t.Errorf("response lacks %s:\n%s", want, out)
+	}
+}

@@ -194,84 +194,76 @@ func FaultXML(code, faultString, detail string) []byte {
 // appendEscapeXML10 escapes like Apache Commons' escapeXml10, which the
 // reference applies to fault strings: the five entities, C1 controls as
 // numeric references, characters XML 1.0 cannot hold removed.
-func appendEscapeXML10(b []byte, s string) []byte {
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == '&':
-			b = append(b, "&amp;"...)
-		case r == '<':
-			b = append(b, "&lt;"...)
-		case r == '>':
-			b = append(b, "&gt;"...)
-		case r == '"':
-			b = append(b, "&quot;"...)
-		case r == '\'':
-			b = append(b, "&apos;"...)
-		case r >= 0x7f && r <= 0x84 || r >= 0x86 && r <= 0x9f:
-			b = append(b, "&#"...)
-			b = strconv.AppendInt(b, int64(r), 10)
-			b = append(b, ';')
-		case !xmlChar(r, size):
-		default:
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return b
-}
+func appendEscapeXML10(b []byte, s string) []byte { return appendEscaped(b, s, escapeXML10) }
 
 // appendEscapeText escapes element text as a DOM serialiser does; quotes
 // stay literal and characters XML cannot hold are dropped.
-func appendEscapeText(b []byte, s string) []byte {
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == '&':
-			b = append(b, "&amp;"...)
-		case r == '<':
-			b = append(b, "&lt;"...)
-		case r == '>':
-			b = append(b, "&gt;"...)
-		case r == '\r':
-			b = append(b, "&#13;"...)
-		case !xmlChar(r, size):
-		default:
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return b
-}
+func appendEscapeText(b []byte, s string) []byte { return appendEscaped(b, s, escapeText) }
 
 // appendEscapeAttr escapes an attribute value for a double-quoted
 // attribute; whitespace characters are referenced so they survive
 // attribute-value normalisation.
-func appendEscapeAttr(b []byte, s string) []byte {
+func appendEscapeAttr(b []byte, s string) []byte { return appendEscaped(b, s, escapeAttr) }
+
+// appendEscaped appends s with each rune that repl names replaced, and
+// characters XML 1.0 cannot hold dropped.
+func appendEscaped(b []byte, s string, repl func(rune) string) []byte {
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == '&':
-			b = append(b, "&amp;"...)
-		case r == '<':
-			b = append(b, "&lt;"...)
-		case r == '>':
-			b = append(b, "&gt;"...)
-		case r == '"':
-			b = append(b, "&quot;"...)
-		case r == '\t':
-			b = append(b, "&#9;"...)
-		case r == '\n':
-			b = append(b, "&#10;"...)
-		case r == '\r':
-			b = append(b, "&#13;"...)
-		case !xmlChar(r, size):
-		default:
+		if e := repl(r); e != "" {
+			b = append(b, e...)
+		} else if xmlChar(r, size) {
 			b = append(b, s[i:i+size]...)
 		}
 		i += size
 	}
 	return b
+}
+
+// escapeMarkup is what every context escapes.
+func escapeMarkup(r rune) string {
+	switch r {
+	case '&':
+		return "&amp;"
+	case '<':
+		return "&lt;"
+	case '>':
+		return "&gt;"
+	}
+	return ""
+}
+
+func escapeXML10(r rune) string {
+	switch {
+	case r == '"':
+		return "&quot;"
+	case r == '\'':
+		return "&apos;"
+	case r >= 0x7f && r <= 0x84 || r >= 0x86 && r <= 0x9f:
+		return "&#" + strconv.Itoa(int(r)) + ";"
+	}
+	return escapeMarkup(r)
+}
+
+func escapeText(r rune) string {
+	if r == '\r' {
+		return "&#13;"
+	}
+	return escapeMarkup(r)
+}
+
+func escapeAttr(r rune) string {
+	switch r {
+	case '"':
+		return "&quot;"
+	case '\t':
+		return "&#9;"
+	case '\n':
+		return "&#10;"
+	case '\r':
+		return "&#13;"
+	}
+	return escapeMarkup(r)
 }
 
 // xmlChar reports whether r (decoded with size bytes) is a valid XML 1.0
