@@ -59,28 +59,23 @@ func appendHealthJSON(b []byte, h *schema.HealthData) []byte {
 		b = strconv.AppendInt(b, int64(s.SuccessfulCount), 10)
 		b = append(b, `,"unsuccessfulRequestCount":`...)
 		b = strconv.AppendInt(b, int64(s.UnsuccessfulCount), 10)
-		if s.SuccessfulCount > 0 {
-			b = appendStatJSON(b, "request", "Duration", &s.RequestDuration)
-			b = appendStatJSON(b, "request", "Size", s.RequestSize)
-			b = appendStatJSON(b, "response", "Size", s.ResponseSize)
+		for _, g := range s.StatGroups() {
+			b = appendStatJSON(b, g)
 		}
 		b = append(b, "}}"...)
 	}
 	return append(b, "]}"...)
 }
 
-func appendStatJSON(b []byte, prefix, kind string, st *schema.Stat) []byte {
-	if st == nil {
-		return b
-	}
-	b = append(b, `,"`+prefix+`Min`+kind+`":`...)
-	b = strconv.AppendInt(b, st.Min, 10)
-	b = append(b, `,"`+prefix+`Average`+kind+`":`...)
-	b = append(b, schema.FormatJavaDouble(st.Avg)...)
-	b = append(b, `,"`+prefix+`Max`+kind+`":`...)
-	b = strconv.AppendInt(b, st.Max, 10)
-	b = append(b, `,"`+prefix+kind+`StdDev":`...)
-	return append(b, schema.FormatJavaDouble(st.StdDev)...)
+func appendStatJSON(b []byte, g schema.StatGroup) []byte {
+	b = append(b, `,"`+g.Names[0]+`":`...)
+	b = strconv.AppendInt(b, g.Stat.Min, 10)
+	b = append(b, `,"`+g.Names[1]+`":`...)
+	b = append(b, schema.FormatJavaDouble(g.Stat.Avg)...)
+	b = append(b, `,"`+g.Names[2]+`":`...)
+	b = strconv.AppendInt(b, g.Stat.Max, 10)
+	b = append(b, `,"`+g.Names[3]+`":`...)
+	return append(b, schema.FormatJavaDouble(g.Stat.StdDev)...)
 }
 
 // parseHealthAnswer reads a getSecurityServerHealthData answer by local names.
@@ -90,12 +85,6 @@ func parseHealthAnswer(data []byte) (*schema.HealthData, error) {
 	var path []string
 	var text strings.Builder
 	var cur *schema.ServiceEvents
-	stat := func(p **schema.Stat) *schema.Stat {
-		if *p == nil {
-			*p = &schema.Stat{}
-		}
-		return *p
-	}
 	found := false
 	for {
 		tok, err := d.Token()
@@ -155,6 +144,10 @@ func parseHealthAnswer(data []byte) (*schema.HealthData, error) {
 				}
 				continue
 			}
+			if g, part, ok := schema.StatElement(n); ok {
+				cur.Group(g).SetPart(part, i, f)
+				continue
+			}
 			switch n {
 			case "lastSuccessfulRequestTimestamp":
 				cur.LastSuccessfulMs, cur.HasLastSuccessful = i, true
@@ -166,30 +159,6 @@ func parseHealthAnswer(data []byte) (*schema.HealthData, error) {
 				cur.SuccessfulCount = int(i)
 			case "unsuccessfulRequestCount":
 				cur.UnsuccessfulCount = int(i)
-			case "requestMinDuration":
-				cur.RequestDuration.Min = i
-			case "requestAverageDuration":
-				cur.RequestDuration.Avg = f
-			case "requestMaxDuration":
-				cur.RequestDuration.Max = i
-			case "requestDurationStdDev":
-				cur.RequestDuration.StdDev = f
-			case "requestMinSize":
-				stat(&cur.RequestSize).Min = i
-			case "requestAverageSize":
-				stat(&cur.RequestSize).Avg = f
-			case "requestMaxSize":
-				stat(&cur.RequestSize).Max = i
-			case "requestSizeStdDev":
-				stat(&cur.RequestSize).StdDev = f
-			case "responseMinSize":
-				stat(&cur.ResponseSize).Min = i
-			case "responseAverageSize":
-				stat(&cur.ResponseSize).Avg = f
-			case "responseMaxSize":
-				stat(&cur.ResponseSize).Max = i
-			case "responseSizeStdDev":
-				stat(&cur.ResponseSize).StdDev = f
 			}
 		}
 	}

@@ -155,25 +155,14 @@ func (w *soapResponseWriter) serviceEvents(se *ServiceEvents) {
 	w.start("lastPeriodStatistics")
 	w.int("successfulRequestCount", int64(se.SuccessfulCount))
 	w.int("unsuccessfulRequestCount", int64(se.UnsuccessfulCount))
-	if se.SuccessfulCount > 0 {
-		w.stat("request", "Duration", &se.RequestDuration)
-		if se.RequestSize != nil {
-			w.stat("request", "Size", se.RequestSize)
-		}
-		if se.ResponseSize != nil {
-			w.stat("response", "Size", se.ResponseSize)
-		}
+	for _, g := range se.StatGroups() {
+		w.int(g.Names[0], g.Stat.Min)
+		w.double(g.Names[1], g.Stat.Avg)
+		w.int(g.Names[2], g.Stat.Max)
+		w.double(g.Names[3], g.Stat.StdDev)
 	}
 	w.end("lastPeriodStatistics")
 	w.end("serviceEvents")
-}
-
-// stat writes the XSD sequence min, average, max, std-dev of one group.
-func (w *soapResponseWriter) stat(dir, what string, s *Stat) {
-	w.int(dir+"Min"+what, s.Min)
-	w.double(dir+"Average"+what, s.Avg)
-	w.int(dir+"Max"+what, s.Max)
-	w.double(dir+what+"StdDev", s.StdDev)
 }
 
 // FaultXML returns the SOAP 1.1 fault document exactly as the reference
