@@ -138,13 +138,22 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func serve(args []string, stderr io.Writer) error {
-	fs := newFlags("serve", stderr)
-	cfgPath := fs.String("config", "", "configuration file (default ./opmond.toml if present)")
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", "", "configuration file (default ./opmond.toml if present)")
+}
+
+// loadConfigFlags parses a command that takes only --config and loads it.
+func loadConfigFlags(name string, args []string, stderr io.Writer) (*daemon.Config, error) {
+	fs := newFlags(name, stderr)
+	path := configFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, err
 	}
-	cfg, err := daemon.LoadConfig(*cfgPath)
+	return daemon.LoadConfig(*path)
+}
+
+func serve(args []string, stderr io.Writer) error {
+	cfg, err := loadConfigFlags("serve", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -172,12 +181,7 @@ func serve(args []string, stderr io.Writer) error {
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("check-config", stderr)
-	cfgPath := fs.String("config", "", "configuration file (default ./opmond.toml if present)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := daemon.LoadConfig(*cfgPath)
+	cfg, err := loadConfigFlags("check-config", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -224,7 +228,7 @@ func gencert(args []string, stdout, stderr io.Writer) error {
 
 func query(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("query", stderr)
-	cfgPath := fs.String("config", "", "configuration file (default ./opmond.toml if present)")
+	cfgPath := configFlag(fs)
 	url := fs.String("url", "", "daemon base URL (default from the configuration)")
 	from := fs.Int64("from", -1, "recordsFrom, Unix seconds")
 	to := fs.Int64("to", -1, "recordsTo, Unix seconds")
