@@ -918,21 +918,14 @@ func (d *decoder) number() (lit []byte, isInt bool, err error) {
 	case i < len(buf) && buf[i] == '0':
 		i++
 	case i < len(buf) && '1' <= buf[i] && buf[i] <= '9':
-		for i < len(buf) && isDigit(buf[i]) {
-			i++
-		}
+		i = d.skipDigits(buf, i)
 	default:
 		return nil, false, d.errAt("invalid value")
 	}
 	isInt = true
 	if i < len(buf) && buf[i] == '.' {
-		i++
-		if i >= len(buf) || !isDigit(buf[i]) {
-			d.pos = i
+		if i = d.skipDigits(buf, i+1); i < 0 {
 			return nil, false, d.errAt("invalid number")
-		}
-		for i < len(buf) && isDigit(buf[i]) {
-			i++
 		}
 		isInt = false
 	}
@@ -941,17 +934,26 @@ func (d *decoder) number() (lit []byte, isInt bool, err error) {
 		if i < len(buf) && (buf[i] == '+' || buf[i] == '-') {
 			i++
 		}
-		if i >= len(buf) || !isDigit(buf[i]) {
-			d.pos = i
+		if i = d.skipDigits(buf, i); i < 0 {
 			return nil, false, d.errAt("invalid number")
-		}
-		for i < len(buf) && isDigit(buf[i]) {
-			i++
 		}
 		isInt = false
 	}
 	d.pos = i
 	return buf[start:i], isInt, nil
+}
+
+// skipDigits returns the index after the run of digits at i, or -1 when
+// there is none; the decoder's position is then left at i for the error.
+func (d *decoder) skipDigits(buf []byte, i int) int {
+	if i >= len(buf) || !isDigit(buf[i]) {
+		d.pos = i
+		return -1
+	}
+	for i < len(buf) && isDigit(buf[i]) {
+		i++
+	}
+	return i
 }
 
 func (d *decoder) literal(word string) error {
