@@ -92,14 +92,7 @@ func startDaemon(t *testing.T, cfg *Config, now func() time.Time) *testDaemon {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	aln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, aln := mustListen(t), mustListen(t)
 	logs := &syncBuffer{}
 	d, err := New(cfg, Options{Now: now, LogWriter: logs, Listener: ln, AdminListener: aln})
 	if err != nil {

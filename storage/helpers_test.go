@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -202,4 +203,25 @@ func store(t testing.TB, db *DB, recs ...schema.Record) int64 {
 		t.Fatal(err)
 	}
 	return ts
+}
+
+// storeRandomly stores gen in Store calls of 1..maxBatch records, advancing
+// the clock by 0..maxStep-1 seconds before each (so some seconds get several
+// calls), and returns the records as stored (with monitoringDataTs) and the
+// last second.
+func storeRandomly(t testing.TB, db *DB, clk *testClock, rng *rand.Rand, gen []schema.Record, ts int64, maxStep, maxBatch int) ([]schema.Record, int64) {
+	t.Helper()
+	var all []schema.Record
+	for len(gen) > 0 {
+		ts += int64(rng.IntN(maxStep))
+		clk.Set(ts)
+		n := min(len(gen), 1+rng.IntN(maxBatch))
+		store(t, db, gen[:n]...)
+		for _, r := range gen[:n] {
+			r.SetInt(schema.FMonitoringDataTs, ts)
+			all = append(all, r)
+		}
+		gen = gen[n:]
+	}
+	return all, ts
 }

@@ -19,20 +19,7 @@ func manyBlocksDB(t *testing.T) (*DB, []schema.Record, int64) {
 	clk := &testClock{}
 	db := openTestDB(t, clk)
 	rng := rand.New(rand.NewPCG(3, 9))
-	gen := schematest.Records(5000, 5, 1_700_000_000_000)
-	var all []schema.Record
-	ts := int64(500)
-	for len(gen) > 0 {
-		ts += int64(rng.IntN(2))
-		clk.Set(ts)
-		n := min(len(gen), 1+rng.IntN(12))
-		store(t, db, gen[:n]...)
-		for _, r := range gen[:n] {
-			r.SetInt(schema.FMonitoringDataTs, ts)
-			all = append(all, r)
-		}
-		gen = gen[n:]
-	}
+	all, ts := storeRandomly(t, db, clk, rng, schematest.Records(5000, 5, 1_700_000_000_000), 500, 2, 12)
 	return db, all, ts
 }
 

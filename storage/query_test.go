@@ -187,20 +187,7 @@ func TestQueryMatchesReference(t *testing.T) {
 	clk := &testClock{}
 	db := openTestDB(t, clk)
 	rng := rand.New(rand.NewPCG(7, 7))
-	gen := schematest.Records(6000, 11, 1_700_000_000_000)
-	var all []schema.Record
-	ts := int64(1000)
-	for len(gen) > 0 {
-		ts += int64(rng.IntN(3)) // some seconds get several calls
-		clk.Set(ts)
-		n := min(len(gen), 1+rng.IntN(150))
-		store(t, db, gen[:n]...)
-		for _, r := range gen[:n] {
-			r.SetInt(schema.FMonitoringDataTs, ts)
-			all = append(all, r)
-		}
-		gen = gen[n:]
-	}
+	all, ts := storeRandomly(t, db, clk, rng, schematest.Records(6000, 11, 1_700_000_000_000), 1000, 3, 150)
 	d := schematest.NewDataset()
 	parties := append(append([]schema.ClientID{}, d.Clients...), d.Providers()[0], d.Providers()[1])
 	randID := func() *schema.ClientID {
