@@ -73,8 +73,9 @@ func (d *Daemon) query(c *fiber.Ctx) (string, *queryFault) {
 	case schema.OpHealthData:
 		return opHealthData, d.healthData(c, req)
 	}
+	// The parser answers unknown services itself; this only guards the switch.
 	return opOther, &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError,
-		String: "Unknown service: '" + req.Service.String() + "'"}, connClose: true}
+		String: "unsupported operation " + req.Operation.String()}, connClose: true}
 }
 
 func invalidRequest(msg string) *queryFault {
@@ -218,13 +219,7 @@ func (d *Daemon) healthData(c *fiber.Ctx, req *schema.QueryRequest) *queryFault 
 	snap := d.health.Snapshot(req.FilterClient)
 	c.Status(fiber.StatusOK)
 	c.Set(fiber.HeaderContentType, c.Get(fiber.HeaderContentType))
-	return sendOrFault(c, req.HealthDataResponse(snap))
-}
-
-func sendOrFault(c *fiber.Ctx, body []byte) *queryFault {
-	if err := c.Send(body); err != nil {
-		return &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError, String: err.Error()}, connClose: true}
-	}
+	c.Response().SetBodyRaw(req.HealthDataResponse(snap))
 	return nil
 }
 

@@ -15,33 +15,29 @@ import (
 	"github.com/opmond/opmond/storage"
 )
 
-// storeResult is the outcome of one /store_data request; it becomes the JSON
-// answer in exactly one place (writeStoreAnswer).
-type storeResult struct {
-	err error // nil: OK
-}
-
 // handleStore serves POST /store_data (opmon-protocol.md §2).
 func (d *Daemon) handleStore(c *fiber.Ctx) error {
 	start := time.Now()
-	res := d.store(c)
-	d.metrics.observeStore(res.err == nil, time.Since(start))
-	return writeStoreAnswer(c, res)
+	err := d.store(c)
+	d.metrics.observeStore(err == nil, time.Since(start))
+	return writeStoreAnswer(c, err)
 }
 
-func (d *Daemon) store(c *fiber.Ctx) storeResult {
+// store handles one request; its error becomes the JSON answer in exactly
+// one place (writeStoreAnswer).
+func (d *Daemon) store(c *fiber.Ctx) error {
 	if m := c.Method(); m != fiber.MethodPost {
-		return storeResult{err: internalError("Must use POST request method instead of " + m)}
+		return internalError("Must use POST request method instead of " + m)
 	}
 	ct := c.Get(fiber.HeaderContentType)
 	if !mediaTypeIs(ct, "application/json") {
-		return storeResult{err: internalError("Invalid content type " + ct + ", expecting application/json")}
+		return internalError("Invalid content type " + ct + ", expecting application/json")
 	}
 	body := c.Body()
 	req, err := schema.DecodeStoreRequest(body, schema.DecodeOptions{})
 	if err != nil {
 		d.log.Warn().Str("remote", c.IP()).Int("bytes", len(body)).Err(err).Msg("store request refused")
-		return storeResult{err: err}
+		return err
 	}
 	var quarantine []storage.Quarantined
 	if len(req.Rejected) > 0 {
@@ -56,7 +52,7 @@ func (d *Daemon) store(c *fiber.Ctx) storeResult {
 	ts, err := d.db.Store(c.UserContext(), req.Records, quarantine)
 	if err != nil {
 		d.log.Error().Err(err).Int("records", len(req.Records)).Msg("store failed")
-		return storeResult{err: errDatabase{err}}
+		return errDatabase{err}
 	}
 	d.health.Add(req.Records)
 	d.metrics.recordsStored(len(req.Records), len(quarantine))
@@ -64,7 +60,7 @@ func (d *Daemon) store(c *fiber.Ctx) storeResult {
 		d.log.Debug().Str("remote", c.IP()).Int("records", len(req.Records)).
 			Int("quarantined", len(quarantine)).Int64("monitoringDataTs", ts).Msg("stored")
 	}
-	return storeResult{}
+	return nil
 }
 
 // upstreamError is an error whose text upstream prefixes with an error
@@ -84,15 +80,15 @@ func (e errDatabase) Error() string {
 	return "database error: " + e.err.Error()
 }
 
-func writeStoreAnswer(c *fiber.Ctx, res storeResult) error {
+func writeStoreAnswer(c *fiber.Ctx, failure error) error {
 	c.Status(fiber.StatusOK)
 	c.Set(fiber.HeaderContentType, "application/json;charset=utf-8")
-	if res.err == nil {
+	if failure == nil {
 		return c.SendString(`{"status":"OK"}`)
 	}
-	msg := res.err.Error()
+	msg := failure.Error()
 	var ue upstreamError
-	if errors.As(res.err, &ue) {
+	if errors.As(failure, &ue) {
 		msg = "[" + uuid.NewString() + "] [SYSTEM] internal_error: " + ue.msg
 	}
 	b := schema.AppendJSONString([]byte(`{"status":"Error","errorMessage":`), msg)
