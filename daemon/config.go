@@ -29,6 +29,7 @@ type Config struct {
 	OpMonitor  OpMonitorConfig  `toml:"op-monitor"`
 	GlobalConf GlobalConfConfig `toml:"global-conf"`
 	Admin      AdminConfig      `toml:"admin"`
+	GRPC       GRPCConfig       `toml:"grpc"`
 	Log        LogConfig        `toml:"log"`
 
 	// File is the configuration file read ("" when running on defaults).
@@ -50,6 +51,8 @@ type OpMonitorConfig struct {
 	TLSKey                 string     `toml:"tls-key"`
 	ClientTLSCertificate   StringList `toml:"client-tls-certificate"`
 	MaxRequestBytes        int64      `toml:"max-request-bytes"`
+	MaxInflightBytes       int64      `toml:"max-inflight-request-bytes"`
+	MaxConnections         int        `toml:"max-connections"`
 	SecurityServer         string     `toml:"security-server"`
 	securityServerID       *schema.ServerID
 	cleanSchedule          Schedule
@@ -67,6 +70,18 @@ type GlobalConfConfig struct {
 type AdminConfig struct {
 	Listen           string `toml:"listen"`
 	MaxServiceSeries int    `toml:"max-service-series"`
+	// Pprof serves net/http/pprof under /debug/pprof/ (off by default: it
+	// exposes internals and costs CPU while a profile runs).
+	Pprof bool `toml:"pprof"`
+}
+
+// GRPCConfig is the [grpc] section: OpMonitorService for the security
+// server UI's traffic graph (X-Road 7.7+).
+type GRPCConfig struct {
+	Listen       string `toml:"listen"`
+	TLS          string `toml:"tls"`
+	Keystore     string `toml:"keystore"`
+	PasswordFile string `toml:"password-file"`
 }
 
 // LogConfig is the [log] section.
@@ -116,13 +131,20 @@ func Default() *Config {
 			TLSKey:                 "ssl/opmonitor.key",
 			ClientTLSCertificate:   StringList{"/etc/xroad/ssl/internal.crt"},
 			MaxRequestBytes:        50 << 20,
+			MaxInflightBytes:       100 << 20,
+			MaxConnections:         1024,
 		},
 		GlobalConf: GlobalConfConfig{
 			Directory:               "globalconf",
 			DownloadIntervalSeconds: 60,
 		},
 		Admin: AdminConfig{Listen: "127.0.0.1:2082", MaxServiceSeries: 1000},
-		Log:   LogConfig{Level: "info", Format: "json"},
+		GRPC: GRPCConfig{
+			TLS:          "internal",
+			Keystore:     "/var/run/xroad/xroad-grpc-internal-keystore.p12",
+			PasswordFile: "/var/run/xroad/xroad-grpc-internal-env.properties",
+		},
+		Log: LogConfig{Level: "info", Format: "json"},
 	}
 }
 
@@ -233,6 +255,8 @@ func (c *Config) resolvePaths(base string) {
 	}
 	c.GlobalConf.Anchor = abs(c.GlobalConf.Anchor)
 	c.GlobalConf.Directory = abs(c.GlobalConf.Directory)
+	c.GRPC.Keystore = abs(c.GRPC.Keystore)
+	c.GRPC.PasswordFile = abs(c.GRPC.PasswordFile)
 }
 
 // keyError names the key and its value in one line.
@@ -288,6 +312,12 @@ func (c *Config) Validate() error {
 	if o.MaxRequestBytes > 1<<31-1 {
 		return keyError("op-monitor.max-request-bytes", o.MaxRequestBytes, "must be below 2 GiB")
 	}
+	if o.MaxInflightBytes < o.MaxRequestBytes {
+		return keyError("op-monitor.max-inflight-request-bytes", o.MaxInflightBytes, "must be at least op-monitor.max-request-bytes")
+	}
+	if o.MaxConnections < 1 {
+		return keyError("op-monitor.max-connections", o.MaxConnections, "must be at least 1")
+	}
 	if o.Scheme == "https" {
 		if o.TLSCertificate == "" {
 			return keyError("op-monitor.tls-certificate", o.TLSCertificate, "is required with scheme https")
@@ -323,21 +353,44 @@ func (c *Config) Validate() error {
 		return keyError("global-conf.ignore-expiry", g.IgnoreExpiry, "is not allowed together with global-conf.anchor")
 	}
 	a := &c.Admin
-	if a.Listen != "" {
-		if _, port, err := net.SplitHostPort(a.Listen); err != nil {
-			return keyError("admin.listen", a.Listen, "must be HOST:PORT or empty")
-		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			return keyError("admin.listen", a.Listen, "has an invalid port")
-		}
+	if err := validateListen("admin.listen", a.Listen); err != nil {
+		return err
 	}
 	if a.MaxServiceSeries < 1 {
 		return keyError("admin.max-service-series", a.MaxServiceSeries, "must be at least 1")
+	}
+	if err := validateListen("grpc.listen", c.GRPC.Listen); err != nil {
+		return err
+	}
+	if c.GRPC.TLS != "internal" && c.GRPC.TLS != "none" {
+		return keyError("grpc.tls", c.GRPC.TLS, `must be "internal" or "none"`)
+	}
+	if c.GRPC.Listen != "" && c.GRPC.TLS == "internal" {
+		if c.GRPC.Keystore == "" {
+			return keyError("grpc.keystore", c.GRPC.Keystore, `is required with grpc.tls = "internal"`)
+		}
+		if c.GRPC.PasswordFile == "" {
+			return keyError("grpc.password-file", c.GRPC.PasswordFile, `is required with grpc.tls = "internal"`)
+		}
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		return keyError("log.level", c.Log.Level, "must be trace, debug, info, warn or error")
 	}
 	if c.Log.Format != "json" && c.Log.Format != "console" {
 		return keyError("log.format", c.Log.Format, `must be "json" or "console"`)
+	}
+	return nil
+}
+
+// validateListen checks a HOST:PORT listen key ("" = off).
+func validateListen(key, v string) error {
+	if v == "" {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(v); err != nil {
+		return keyError(key, v, "must be HOST:PORT or empty")
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return keyError(key, v, "has an invalid port")
 	}
 	return nil
 }

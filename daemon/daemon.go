@@ -17,11 +17,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/valyala/fasthttp"
 
 	"github.com/opmond/opmond/anchor"
-	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/storage"
 	"github.com/opmond/opmond/tlsconf"
 )
@@ -205,126 +202,6 @@ func unixOrZero(t time.Time) float64 {
 	return float64(t.Unix())
 }
 
-// newApp builds the X-Road interface: two exact paths, 400 for the rest.
-func (d *Daemon) newApp() *fiber.App {
-	app := fiber.New(fiber.Config{
-		DisableStartupMessage:     true,
-		BodyLimit:                 int(d.cfg.OpMonitor.MaxRequestBytes),
-		CaseSensitive:             true,
-		StrictRouting:             true,
-		DisableDefaultContentType: true,
-		ReadTimeout:               2 * time.Minute,
-		WriteTimeout:              2 * time.Minute,
-		IdleTimeout:               2 * time.Minute,
-		ErrorHandler:              d.errorHandler,
-	})
-	app.Server().ConnState = d.conns.track
-	app.Use(d.conns.middleware)
-	app.All("/store_data", d.handleStore)
-	app.All("/query_data", d.handleQuery)
-	app.Use(func(c *fiber.Ctx) error {
-		c.Status(fiber.StatusBadRequest)
-		return nil
-	})
-	return app
-}
-
-// errorHandler answers what fasthttp refuses before a handler runs: an
-// oversized body gets 413 with the endpoint's own error body (interface.md).
-func (d *Daemon) errorHandler(c *fiber.Ctx, err error) error {
-	var fe *fiber.Error
-	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestEntityTooLarge {
-		limit := d.cfg.OpMonitor.MaxRequestBytes
-		d.log.Warn().Str("path", c.Path()).Int64("limit", limit).Msg("request body too large")
-		c.Status(fiber.StatusRequestEntityTooLarge)
-		switch c.Path() {
-		case "/store_data":
-			d.metrics.observeStore(false, 0)
-			c.Set(fiber.HeaderContentType, "application/json;charset=utf-8")
-			return c.SendString(tooLargeStore(limit))
-		case "/query_data":
-			d.metrics.observeQuery(opOther, false, 0)
-			c.Set(fiber.HeaderContentType, "text/xml;charset=utf-8")
-			c.Set("SOAPAction", "")
-			return c.Send(tooLargeQuery(limit))
-		}
-		return nil
-	}
-	d.log.Warn().Err(err).Str("path", c.Path()).Msg("request failed")
-	c.Status(fiber.StatusBadRequest)
-	return nil
-}
-
-// connTracker knows which connections are inside a handler, so shutdown can
-// close all others: fasthttp's own shutdown waits for connections that are
-// blocked reading their first request (clients open spare connections that
-// never send one) until the read timeout.
-type connTracker struct {
-	mu    sync.Mutex
-	conns map[net.Conn]int // open connection → requests in a handler
-}
-
-func (t *connTracker) track(c net.Conn, s fasthttp.ConnState) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.conns == nil {
-		t.conns = map[net.Conn]int{}
-	}
-	switch s {
-	case fasthttp.StateNew:
-		t.conns[c] = 0
-	case fasthttp.StateClosed, fasthttp.StateHijacked:
-		delete(t.conns, c)
-	}
-}
-
-// middleware marks the connection busy while a handler runs.
-func (t *connTracker) middleware(c *fiber.Ctx) error {
-	conn := c.Context().Conn()
-	t.mu.Lock()
-	if _, ok := t.conns[conn]; ok {
-		t.conns[conn]++
-	}
-	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		if n, ok := t.conns[conn]; ok && n > 0 {
-			t.conns[conn] = n - 1
-		}
-		t.mu.Unlock()
-	}()
-	return c.Next()
-}
-
-// closeWaiting closes connections that are not inside a handler.
-func (t *connTracker) closeWaiting() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for c, busy := range t.conns {
-		if busy == 0 {
-			_ = c.Close()
-			delete(t.conns, c)
-		}
-	}
-}
-
-// shutdownApp stops accepting and waits for in-flight requests, closing
-// waiting connections as it goes.
-func (d *Daemon) shutdownApp(ctx context.Context) error {
-	done := make(chan error, 1)
-	go func() { done <- d.app.ShutdownWithContext(ctx) }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		d.conns.closeWaiting()
-		select {
-		case err := <-done:
-			return err
-		case <-tick.C:
-		}
-	}
-}
-
 // Addr is the X-Road interface's listen address.
 func (d *Daemon) Addr() net.Addr { return d.ln.Addr() }
 
@@ -463,40 +340,4 @@ func Run(ctx context.Context, cfg *Config, reload <-chan struct{}) error {
 			_ = d.Reload()
 		}
 	}
-}
-
-// adminHandler serves metrics, health checks and (in later versions) the JSON API.
-func (d *Daemon) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, `{"status":"ok"}`)
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if reason := d.notReady(); reason != "" {
-			b := schema.AppendJSONString([]byte(`{"status":"not ready","reason":`), reason)
-			writeJSON(w, http.StatusServiceUnavailable, string(b)+"}")
-			return
-		}
-		writeJSON(w, http.StatusOK, `{"status":"ready"}`)
-	})
-	return mux
-}
-
-func (d *Daemon) notReady() string {
-	if _, err := d.db.Stats(); err != nil {
-		return "database: " + err.Error()
-	}
-	if d.gmode != anchor.ModeStandalone {
-		if err := d.gconf.Valid(d.now()); err != nil {
-			return "global configuration: " + err.Error()
-		}
-	}
-	return ""
-}
-
-func writeJSON(w http.ResponseWriter, status int, body string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, body)
 }
