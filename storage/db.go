@@ -48,6 +48,9 @@ var (
 	metaFormat  = []byte("format")
 	metaBlocks  = []byte("blocks")
 	metaRecords = []byte("records")
+	// metaQuarantined counts the quarantine bucket; databases written
+	// before it existed count the bucket once, at open.
+	metaQuarantined = []byte("quarantined")
 )
 
 func formatString() string { return fmt.Sprintf("%s %d", formatName, formatVersion) }
@@ -136,6 +139,9 @@ func initBuckets(tx *bolt.Tx) error {
 				return fmt.Errorf("database lacks bucket %q", n)
 			}
 		}
+		if meta.Get(metaQuarantined) == nil {
+			return countQuarantine(tx)
+		}
 		return nil
 	}
 	if err := tx.ForEach(func([]byte, *bolt.Bucket) error { return errors.New("not an opmond database (no meta bucket)") }); err != nil {
@@ -153,7 +159,14 @@ func initBuckets(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	return nil
+	return countQuarantine(tx)
+}
+
+// countQuarantine sets the quarantine counter from the bucket. Only opening
+// a database written before the counter existed pays for the walk.
+func countQuarantine(tx *bolt.Tx) error {
+	n := tx.Bucket(bucketQuarantine).Stats().KeyN
+	return tx.Bucket(bucketMeta).Put(metaQuarantined, binary.BigEndian.AppendUint64(nil, uint64(n)))
 }
 
 // begin registers a call so that Close waits for it.
@@ -202,9 +215,10 @@ func (db *DB) Size() (int64, error) {
 }
 
 // Stats are counters kept in the meta bucket.
-type Stats struct{ Blocks, Records int64 }
+type Stats struct{ Blocks, Records, Quarantined int64 }
 
-// Stats returns the number of stored blocks and records.
+// Stats returns the number of stored blocks, records and quarantined
+// records; it reads three counters, whatever the size of the database.
 func (db *DB) Stats() (Stats, error) {
 	if err := db.begin(); err != nil {
 		return Stats{}, err
@@ -215,6 +229,7 @@ func (db *DB) Stats() (Stats, error) {
 		meta := tx.Bucket(bucketMeta)
 		s.Blocks = getCounter(meta, metaBlocks)
 		s.Records = getCounter(meta, metaRecords)
+		s.Quarantined = getCounter(meta, metaQuarantined)
 		return nil
 	})
 	return s, err

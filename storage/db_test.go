@@ -192,7 +192,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 		}
 	}
 	st, err := db.Stats()
-	if err != nil || st != (Stats{Blocks: 2, Records: 250}) {
+	if err != nil || st != (Stats{Blocks: 2, Records: 250, Quarantined: 1}) {
 		t.Errorf("stats %+v %v", st, err)
 	}
 	n := 0

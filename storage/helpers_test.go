@@ -128,6 +128,9 @@ func checkIndexes(t testing.TB, tx *bolt.Tx) {
 	if got := getCounter(meta, metaRecords); got != records {
 		t.Errorf("records counter %d, have %d", got, records)
 	}
+	if got, have := getCounter(meta, metaQuarantined), int64(tx.Bucket(bucketQuarantine).Stats().KeyN); got != have {
+		t.Errorf("quarantined counter %d, have %d", got, have)
+	}
 }
 
 func bucketLen(t testing.TB, db *DB, name []byte) int {

@@ -52,7 +52,10 @@ func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined
 			keys := firstKeysBefore(tx.Bucket(bucketQuarantine), end[:], purgeQuarantine)
 			done = len(keys) < purgeQuarantine
 			n = len(keys)
-			return deleteKeys(tx.Bucket(bucketQuarantine), keys)
+			if err := deleteKeys(tx.Bucket(bucketQuarantine), keys); err != nil {
+				return err
+			}
+			return addCounter(tx.Bucket(bucketMeta), metaQuarantined, -int64(n))
 		})
 		if err != nil {
 			return records, quarantined, fmt.Errorf("purge quarantine: %w", err)

@@ -67,7 +67,7 @@ func TestPurge(t *testing.T) {
 	if len(received) != 5 || received[0] != 105 {
 		t.Errorf("quarantine after purge: %v", received)
 	}
-	if st, _ := db.Stats(); st != (Stats{Blocks: 5, Records: 500}) {
+	if st, _ := db.Stats(); st != (Stats{Blocks: 5, Records: 500, Quarantined: 5}) {
 		t.Errorf("stats %+v", st)
 	}
 	// Purging again deletes nothing; cutoff 0 neither.

@@ -192,7 +192,7 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 	// All keys append per bucket, party or minute: full pages waste nothing.
 	blocks.FillPercent, party.FillPercent, reqmin.FillPercent, quar.FillPercent = 1, 1, 1, 1
 
-	var nBlocks, nRecords int64
+	var nBlocks, nRecords, nQuar int64
 	var ik [8 + blockKeyLen]byte
 	for _, r := range reqs {
 		if r.stamp {
@@ -244,8 +244,12 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 				return err
 			}
 		}
+		nQuar += int64(len(r.quar))
 	}
 	if err := addCounter(meta, metaBlocks, nBlocks); err != nil {
+		return err
+	}
+	if err := addCounter(meta, metaQuarantined, nQuar); err != nil {
 		return err
 	}
 	return addCounter(meta, metaRecords, nRecords)
