@@ -11,10 +11,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
+		"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/opmond/opmond/daemon"
 	"github.com/opmond/opmond/schema"
@@ -48,39 +48,42 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	daemon.Version, daemon.Commit = version, buildCommit()
-	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
-	} else if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
-		cmd, args = "version", args[1:]
+	name := "serve"
+	switch {
+	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
+		name, args = args[0], args[1:]
+	case len(args) > 0 && isHelpFlag(args[0]):
+		name, args = "help", args[1:]
+	case len(args) > 0 && (args[0] == "--version" || args[0] == "-version"):
+		name, args = "version", args[1:]
 	}
 	var err error
-	switch cmd {
-	case "serve":
-		err = serve(args, stderr)
-	case "check-config":
-		err = checkConfig(args, stdout, stderr)
-	case "version":
-		fmt.Fprintf(stdout, "opmond %s (commit %s, %s)\n", version, daemon.Commit, runtime.Version())
-	case "gencert":
-		err = gencert(args, stdout, stderr)
-	case "query":
-		err = query(args, stdout, stderr)
-	case "help", "-h", "--help":
-		usage(stdout)
-	default:
-		err = usageError{fmt.Sprintf("unknown command %q", cmd)}
+	c := lookupCommand(name)
+	if c == nil {
+		err = usageError{unknownCommand(name)}
+	} else {
+		err = c.run(args, stdout, stderr)
 	}
 	var ue usageError
+	var hr helpRequest
+	var rep reportedError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &hr):
+		writeCommandHelp(stdout, c, hr.fs)
+		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, &rep):
+		return exitError
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "opmond: %s\n", ue.msg)
-		if cmd != "query" {
-			fmt.Fprintln(stderr, "run 'opmond help' for usage")
+		switch {
+		case c == nil:
+			fmt.Fprintln(stderr, "run 'opmond help' for the list of commands")
+		case name != "query":
+			fmt.Fprintf(stderr, "run 'opmond %s --help' for usage\n", name)
 		}
 		return exitUsage
 	default:
@@ -105,41 +108,44 @@ func buildCommit() string {
 	return "unknown"
 }
 
-func usage(w io.Writer) {
-	fmt.Fprint(w, `opmond: X-Road operational monitoring daemon
+// reportedError is an error already written to the log; run only sets the
+// exit code.
+type reportedError struct{ err error }
 
-usage:
-  opmond [serve] [--config FILE]      run the daemon (SIGINT/SIGTERM stop, SIGHUP reloads)
-  opmond check-config [--config FILE] validate and print the effective configuration
-  opmond gencert --dir DIR [--cn NAME] [--days N] [--san HOST,...] [--force]
-  opmond query [--config FILE] [--url URL] --from S --to S [--client ID] [--fields a,b] [--as ID] [--server ID]
-  opmond query --health [--config FILE] [--url URL] [--client ID] [--as ID] [--server ID]
-  opmond version
-`)
-}
+func (e reportedError) Error() string { return e.err.Error() }
 
-func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+func newFlags(name string, _ io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("opmond "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// parseFlags reports errors and run prints help; the flag package's own
+	// output would say the same thing twice.
+	fs.SetOutput(io.Discard)
 	return fs
 }
 
 // parseFlags turns flag errors into usage errors and refuses stray arguments.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	if err := parseFlagsArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+		return usageError{fmt.Sprintf("%s: unexpected argument %q", strings.TrimPrefix(fs.Name(), "opmond "), fs.Arg(0))}
+	}
+	return nil
+}
+
+// parseFlagsArgs is parseFlags for commands that take arguments after the flags.
+func parseFlagsArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return helpRequest{fs}
+		}
+		return usageError{strings.TrimPrefix(fs.Name(), "opmond ") + ": " + err.Error()}
 	}
 	return nil
 }
 
 func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", "", "configuration file (default ./opmond.toml if present)")
+	return fs.String("config", "", "configuration `FILE` (default ./opmond.toml if present, else built-in defaults)")
 }
 
 // loadConfigFlags parses a command that takes only --config and loads it.
@@ -177,7 +183,16 @@ func serve(args []string, stderr io.Writer) error {
 			}
 		}
 	}()
-	return daemon.Run(ctx, cfg, reload)
+	if err := daemon.Run(ctx, cfg, reload); err != nil {
+		// In the configured log format, so that a service manager's
+		// journal holds the failure like any other event.
+		if log, lerr := daemon.NewLogger(cfg.Log, stderr); lerr == nil {
+			log.Error().Err(err).Msg("opmond exits with an error")
+			return reportedError{err}
+		}
+		return err
+	}
+	return nil
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) error {
@@ -185,8 +200,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := cfg.CheckFiles(); err != nil {
+	warnings, err := cfg.Check(time.Now())
+	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "opmond: warning: %s\n", w)
 	}
 	var buf bytes.Buffer
 	if err := cfg.WriteTOML(&buf); err != nil {
@@ -198,16 +217,16 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 
 func gencert(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("gencert", stderr)
-	dir := fs.String("dir", "", "output folder (required)")
-	cn := fs.String("cn", "", "certificate common name (default: this host's name)")
-	days := fs.Int("days", 7300, "validity in days")
-	san := fs.String("san", "", "subject alternative names, comma-separated host names or IP addresses")
+	dir := fs.String("dir", "", "output `DIR` for opmonitor.key and opmonitor.crt (required; created if missing)")
+	cn := fs.String("cn", "", "certificate common `NAME` (default: this host's name)")
+	days := fs.Int("days", 7300, "validity in `DAYS`")
+	san := fs.String("san", "", "subject alternative names: comma-separated host names or IP addresses (`HOST,...`)")
 	force := fs.Bool("force", false, "overwrite existing files")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
-		return usageError{"gencert: --dir is required"}
+		return usageError{"gencert: --dir is required (for example --dir /etc/opmond/ssl)"}
 	}
 	if *days < 1 {
 		return usageError{"gencert: --days must be at least 1"}
@@ -229,25 +248,26 @@ func gencert(args []string, stdout, stderr io.Writer) error {
 func query(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("query", stderr)
 	cfgPath := configFlag(fs)
-	url := fs.String("url", "", "daemon base URL (default from the configuration)")
-	from := fs.Int64("from", -1, "recordsFrom, Unix seconds")
-	to := fs.Int64("to", -1, "recordsTo, Unix seconds")
-	client := fs.String("client", "", "service provider filter (INSTANCE/CLASS/CODE[/SUBSYSTEM])")
-	fields := fs.String("fields", "", "output fields, comma-separated")
-	as := fs.String("as", "", "querying client (default: the central monitoring client)")
-	server := fs.String("server", "", "securityServer header INSTANCE/CLASS/CODE/SERVERCODE")
-	health := fs.Bool("health", false, "query health data instead of operational data")
+	url := fs.String("url", "", "daemon base `URL`, e.g. http://127.0.0.1:2080 (default: from the configuration's scheme, host and port)")
+	var from, to timestamp
+	fs.Var(&from, "from", "recordsFrom: `TIME` as Unix seconds or RFC 3339 (2026-12-01T08:00:00Z); required without --health")
+	fs.Var(&to, "to", "recordsTo: `TIME` as Unix seconds or RFC 3339; required without --health")
+	client := fs.String("client", "", "service provider filter `ID` (INSTANCE/CLASS/CODE[/SUBSYSTEM]); with --health the filterCriteria client")
+	fields := fs.String("fields", "", "output `FIELDS`, comma-separated (default: all)")
+	as := fs.String("as", "", "querying client `ID` in the SOAP header (default: the central monitoring client of the global configuration)")
+	server := fs.String("server", "", "securityServer header `ID` INSTANCE/CLASS/CODE/SERVERCODE (default: [op-monitor] security-server)")
+	health := fs.Bool("health", false, "query health data (getSecurityServerHealthData) instead of operational data")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	opts := daemon.QueryOptions{ConfigFile: *cfgPath, URL: *url, Health: *health}
+	opts := daemon.QueryOptions{ConfigFile: *cfgPath, URL: *url, Health: *health, Notice: stderr}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !*health {
 		if !set["from"] || !set["to"] {
-			return usageError{"query: --from and --to are required"}
+			return usageError{"query: --from and --to are required, e.g. --from 0 --to \"$(date +%s)\""}
 		}
-		opts.From, opts.To = *from, *to
+		opts.From, opts.To = int64(from), int64(to)
 	} else if set["from"] || set["to"] || set["fields"] {
 		return usageError{"query: --from, --to and --fields do not go with --health"}
 	}

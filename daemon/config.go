@@ -450,6 +450,9 @@ func (c *Config) CheckFiles() error {
 			return keyError("global-conf.anchor", c.GlobalConf.Anchor, err.Error())
 		}
 	}
+	if err := c.checkTLSFiles(); err != nil {
+		return err
+	}
 	if c.OpMonitor.Scheme == "https" {
 		if _, err := tlsconf.New(tlsconf.Options{
 			CertFile: c.OpMonitor.TLSCertificate, KeyFile: c.OpMonitor.TLSKey,

@@ -97,6 +97,9 @@ func New(cfg *Config, opts Options) (_ *Daemon, err error) {
 	if err := d.setupGlobalConf(); err != nil {
 		return nil, err
 	}
+	if err := cfg.checkTLSFiles(); err != nil {
+		return nil, err
+	}
 	if cfg.OpMonitor.Scheme == "https" {
 		d.tls, err = tlsconf.New(tlsconf.Options{
 			CertFile:        cfg.OpMonitor.TLSCertificate,

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,8 +17,9 @@ type Logger struct {
 	level *atomic.Int32
 }
 
-// zerolog keeps its time format in a global; set it once, before any logger
-// of this process writes.
+// zerolog keeps its time format and duration unit in globals; set them once,
+// before any logger of this process writes. Durations are logged in
+// milliseconds, and their field names say so (took_ms).
 var setTimeFormat sync.Once
 
 // NewLogger builds a logger writing to w in the configured format.
@@ -26,9 +28,12 @@ func NewLogger(c LogConfig, w io.Writer) (*Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	setTimeFormat.Do(func() { zerolog.TimeFieldFormat = time.RFC3339Nano })
+	setTimeFormat.Do(func() {
+		zerolog.TimeFieldFormat = time.RFC3339Nano
+		zerolog.DurationFieldUnit = time.Millisecond
+	})
 	if c.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !colorTerminal(w)}
 	}
 	l := &Logger{level: new(atomic.Int32)}
 	l.level.Store(int32(lvl))
@@ -57,3 +62,17 @@ func (l *Logger) SetLevel(s string) error {
 // Enabled reports whether events at lvl are written (so hot paths can skip
 // building them).
 func (l *Logger) Enabled(lvl zerolog.Level) bool { return lvl >= zerolog.Level(l.level.Load()) }
+
+// colorTerminal reports whether w is a terminal that should get colour:
+// never a file, pipe or journal, and never with NO_COLOR set (no-color.org).
+func colorTerminal(w io.Writer) bool {
+	if os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

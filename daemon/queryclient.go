@@ -35,6 +35,9 @@ type QueryOptions struct {
 	As         *schema.ClientID // SOAP header client
 	Server     *schema.ServerID // securityServer header
 	HTTPClient *http.Client     // nil: built from the configuration
+	// Notice receives a line when the window was clipped by the
+	// records-available offset (nil: not told).
+	Notice io.Writer
 }
 
 // UsageError is a mistake in the query's arguments (exit code 2).
@@ -82,7 +85,22 @@ func RunQuery(ctx context.Context, o QueryOptions, out io.Writer) error {
 	if o.Health {
 		return queryHealth(ctx, hc, url, o, out)
 	}
-	return queryRecords(ctx, hc, url, o, out)
+	clippedAt, err := queryRecords(ctx, hc, url, o, out)
+	if clippedAt >= 0 && o.Notice != nil {
+		writeClippedNotice(o.Notice, clippedAt, cfg.OpMonitor.RecordsAvailableOffset)
+	}
+	return err
+}
+
+// writeClippedNotice tells the operator that records from clippedAt on were
+// not available yet, and from when they will be (an estimate from this
+// configuration's offset: the daemon queried may be configured otherwise).
+func writeClippedNotice(w io.Writer, clippedAt int64, offset int) {
+	at := time.Unix(clippedAt, 0)
+	ready := at.Add(time.Duration(offset) * time.Second)
+	fmt.Fprintf(w, "opmond query: window clipped at %d (%s) by records-available-timestamp-offset-seconds (%d here): "+
+		"records from then on are not available yet; they will be from about %s\n",
+		clippedAt, at.Format(time.RFC3339), offset, ready.Format(time.RFC3339))
 }
 
 func monitoringClientOf(cfg *Config) (schema.ClientID, bool) {
@@ -93,31 +111,44 @@ func monitoringClientOf(cfg *Config) (schema.ClientID, bool) {
 	return anchor.NewStaticDir(cfg.GlobalConf.Directory, anchor.StaticOptions{IgnoreExpiry: true}).MonitoringClient()
 }
 
-func queryRecords(ctx context.Context, hc *http.Client, url string, o QueryOptions, out io.Writer) error {
+// queryRecords writes the records of [o.From, o.To]. clippedAt is the
+// second from which the daemon said records are not available yet when that
+// cut the window short (or, with the fault, left nothing of it), else -1.
+func queryRecords(ctx context.Context, hc *http.Client, url string, o QueryOptions, out io.Writer) (clippedAt int64, err error) {
 	w := bufio.NewWriterSize(out, 64<<10)
-	defer w.Flush()
+	defer func() {
+		if ferr := w.Flush(); err == nil {
+			err = ferr
+		}
+	}()
 	from := o.From
 	for page := 0; ; page++ {
 		body := buildQueryRequest(o, from)
 		records, next, err := postOperationalData(ctx, hc, url, body)
 		if err != nil {
 			var f *soapFault
-			if page > 0 && errors.As(err, &f) && strings.Contains(f.String, "not available from") {
-				// Paging reached the records-available offset: nothing more yet.
-				return nil
+			if errors.As(err, &f) && strings.Contains(f.String, "not available from") {
+				if page > 0 {
+					// Paging reached the records-available offset: nothing more yet.
+					return from, nil
+				}
+				return from, err // the whole window is too new
 			}
-			return err
+			return -1, err
 		}
 		for _, r := range records {
 			if _, err := w.Write(r); err != nil {
-				return err
+				return -1, err
 			}
 			if err := w.WriteByte('\n'); err != nil {
-				return err
+				return -1, err
 			}
 		}
-		if next == nil || *next > o.To || *next <= from || !pageWasFull(records, *next) {
-			return nil
+		if next == nil || *next > o.To || *next <= from {
+			return -1, nil
+		}
+		if !pageWasFull(records, *next) {
+			return *next, nil
 		}
 		from = *next
 	}

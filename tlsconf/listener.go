@@ -211,7 +211,7 @@ func (s *Server) handshakeFailed(pc *peerConn, err error) {
 			ev.Msg("TLS handshake failed: the client rejected the daemon's certificate; the security server's op-monitor.tls-certificate must be this daemon's certificate")
 		}
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.log.Warn().Str("peer", peer).Str("reason", reason).Dur("timeout", s.opts.HandshakeTimeout).
+		s.log.Warn().Str("peer", peer).Str("reason", reason).Dur("timeout_ms", s.opts.HandshakeTimeout).
 			Msg("TLS handshake failed: timed out")
 	default:
 		s.log.Warn().Str("peer", peer).Str("reason", reason).Err(err).Msg("TLS handshake failed")
