@@ -11,7 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-		"runtime/debug"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"

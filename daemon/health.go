@@ -237,6 +237,8 @@ type serviceHealth struct {
 	everReqSize      bool // some successful record carried requestSize
 	everRespSize     bool
 	ring             bucketRing
+	// Requests since start, for the _total counters of /metrics.
+	totalOK, totalFail uint64
 }
 
 func (s *serviceHealth) record(r *schema.Record, idx int64, maxLive int) {
@@ -252,9 +254,11 @@ func (s *serviceHealth) record(r *schema.Record, idx int64, maxLive int) {
 	if !r.Bool(schema.FSucceeded) {
 		s.lastFail, s.hasFail = out, true
 		b.fail++
+		s.totalFail++
 		return
 	}
 	s.lastOK, s.hasOK = out, true
+	s.totalOK++
 	b.dur.add(out - r.Int(schema.FRequestInTs))
 	if r.Has.Has(schema.FRequestSize) {
 		s.everReqSize = true

@@ -1,12 +1,16 @@
 package daemon
 
 import (
+	"cmp"
+	"runtime"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/storage"
 )
 
 // metrics are the daemon's Prometheus metrics (interface.md, "Metrics"). Each
@@ -69,7 +73,12 @@ func newMetrics() *metrics {
 	for _, r := range []string{"no_certificate", "unknown_certificate", "no_shared_cipher", "other"} {
 		m.tlsFailures.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "opmond_build_info", Help: "A constant 1 labelled with the build's version, revision and Go version.",
+		ConstLabels: prometheus.Labels{"version": Version, "revision": Commit, "goversion": runtime.Version()},
+	})
+	buildInfo.Set(1)
+	m.reg.MustRegister(buildInfo, m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,
 		m.storeDuration, m.queryDuration, m.tlsFailures, m.purgeRuns, m.recordsPurged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -100,15 +109,37 @@ func (m *metrics) observeQuery(op string, ok bool, d time.Duration) {
 
 func (m *metrics) tlsFailure(reason string) { m.tlsFailures.WithLabelValues(reason).Inc() }
 
+// Hysteresis of the per-service series: a service outside the kept set
+// takes the place of the least busy kept one only when it had at least
+// hysteresisFactor times as many requests in the period and at least
+// hysteresisMin more, so two services of about the same traffic do not swap
+// their series at every scrape.
+const (
+	hysteresisFactor = 2
+	hysteresisMin    = 10
+)
+
 // serviceCollector exposes the health statistics per service at scrape
-// time. Services are taken in the order of their slash form; beyond
-// [admin] max-service-series they are folded into service="other", so the
-// number of series stays bounded.
+// time: the counts of the period (gauges), the counts since start
+// (counters, so that rate() works) and the last request times. At most
+// [admin] max-service-series services have series of their own: the busiest
+// of the period by request count, kept with hysteresis; the rest are
+// folded into service="other".
 type serviceCollector struct {
 	health   *Health
 	max      int
 	requests *prometheus.Desc
+	total    *prometheus.Desc
 	lastTs   *prometheus.Desc
+
+	mu   sync.Mutex
+	kept map[string]bool
+	// seen is each service's total at the previous scrape, so that
+	// "other" grows by what folded services added and never goes down when
+	// a service enters or leaves the kept set.
+	seen       map[string][2]uint64
+	otherTotal [2]uint64
+	otherShown bool
 }
 
 func newServiceCollector(h *Health, max int) *serviceCollector {
@@ -117,50 +148,141 @@ func newServiceCollector(h *Health, max int) *serviceCollector {
 		max:    max,
 		requests: prometheus.NewDesc("opmond_service_requests",
 			"Requests of the service in the last health statistics period.", []string{"service", "result"}, nil),
+		total: prometheus.NewDesc("opmond_service_requests_total",
+			"Requests of the service since the daemon started (Producer records, as the health data).", []string{"service", "result"}, nil),
 		lastTs: prometheus.NewDesc("opmond_service_last_request_timestamp_seconds",
 			"When the last successful or failed request of the service ended.", []string{"service", "result"}, nil),
+		kept: map[string]bool{},
+		seen: map[string][2]uint64{},
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *serviceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.requests
+	ch <- c.total
 	ch <- c.lastTs
 }
 
 // Collect implements prometheus.Collector.
 func (c *serviceCollector) Collect(ch chan<- prometheus.Metric) {
-	snap := c.health.Snapshot(nil)
-	var other schema.ServiceEvents
+	counts := c.health.counts()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.choose(counts)
+	var other serviceCounts
 	folded := false
-	for i := range snap.Services {
-		s := &snap.Services[i]
-		if i < c.max {
-			c.emit(ch, s.Service.String(), s)
+	for i := range counts {
+		s := &counts[i]
+		prev := c.seen[s.service]
+		c.seen[s.service] = [2]uint64{s.totalOK, s.totalFail}
+		if c.kept[s.service] {
+			c.emit(ch, s.service, s)
 			continue
 		}
 		folded = true
-		other.SuccessfulCount += s.SuccessfulCount
-		other.UnsuccessfulCount += s.UnsuccessfulCount
-		if s.HasLastSuccessful && (!other.HasLastSuccessful || s.LastSuccessfulMs > other.LastSuccessfulMs) {
-			other.LastSuccessfulMs, other.HasLastSuccessful = s.LastSuccessfulMs, true
+		c.otherTotal[0] += s.totalOK - prev[0]
+		c.otherTotal[1] += s.totalFail - prev[1]
+		other.ok += s.ok
+		other.fail += s.fail
+		if s.ev.HasLastSuccessful && (!other.ev.HasLastSuccessful || s.ev.LastSuccessfulMs > other.ev.LastSuccessfulMs) {
+			other.ev.LastSuccessfulMs, other.ev.HasLastSuccessful = s.ev.LastSuccessfulMs, true
 		}
-		if s.HasLastUnsuccessful && (!other.HasLastUnsuccessful || s.LastUnsuccessfulMs > other.LastUnsuccessfulMs) {
-			other.LastUnsuccessfulMs, other.HasLastUnsuccessful = s.LastUnsuccessfulMs, true
+		if s.ev.HasLastUnsuccessful && (!other.ev.HasLastUnsuccessful || s.ev.LastUnsuccessfulMs > other.ev.LastUnsuccessfulMs) {
+			other.ev.LastUnsuccessfulMs, other.ev.HasLastUnsuccessful = s.ev.LastUnsuccessfulMs, true
 		}
 	}
-	if folded {
+	// Once shown, "other" stays, so its counter does not vanish and return.
+	if folded || c.otherShown {
+		c.otherShown = true
+		other.totalOK, other.totalFail = c.otherTotal[0], c.otherTotal[1]
 		c.emit(ch, "other", &other)
 	}
 }
 
-func (c *serviceCollector) emit(ch chan<- prometheus.Metric, service string, s *schema.ServiceEvents) {
-	ch <- prometheus.MustNewConstMetric(c.requests, prometheus.GaugeValue, float64(s.SuccessfulCount), service, "success")
-	ch <- prometheus.MustNewConstMetric(c.requests, prometheus.GaugeValue, float64(s.UnsuccessfulCount), service, "failure")
-	if s.HasLastSuccessful {
-		ch <- prometheus.MustNewConstMetric(c.lastTs, prometheus.GaugeValue, float64(s.LastSuccessfulMs)/1000, service, "success")
+// choose updates the kept set from this scrape's counts: services that are
+// gone leave it, free places go to the busiest others, and then a busier
+// outsider replaces the least busy kept service only past the hysteresis.
+func (c *serviceCollector) choose(counts []serviceCounts) {
+	present := make(map[string]bool, len(counts))
+	var in, out []*serviceCounts
+	for i := range counts {
+		s := &counts[i]
+		present[s.service] = true
+		if c.kept[s.service] {
+			in = append(in, s)
+		} else {
+			out = append(out, s)
+		}
 	}
-	if s.HasLastUnsuccessful {
-		ch <- prometheus.MustNewConstMetric(c.lastTs, prometheus.GaugeValue, float64(s.LastUnsuccessfulMs)/1000, service, "failure")
+	for k := range c.kept {
+		if !present[k] {
+			delete(c.kept, k)
+		}
 	}
+	busier := func(a, b *serviceCounts) int {
+		if d := cmp.Compare(b.ok+b.fail, a.ok+a.fail); d != 0 {
+			return d
+		}
+		return cmp.Compare(a.service, b.service)
+	}
+	slices.SortFunc(out, busier)
+	for len(c.kept) < c.max && len(out) > 0 {
+		c.kept[out[0].service] = true
+		out = out[1:]
+	}
+	slices.SortFunc(in, func(a, b *serviceCounts) int { return busier(b, a) }) // least busy first
+	for i := 0; i < len(in) && i < len(out); i++ {
+		weak, strong := in[i].ok+in[i].fail, out[i].ok+out[i].fail
+		if strong < hysteresisFactor*weak || strong-weak < hysteresisMin {
+			break
+		}
+		delete(c.kept, in[i].service)
+		c.kept[out[i].service] = true
+	}
+}
+
+func (c *serviceCollector) emit(ch chan<- prometheus.Metric, service string, s *serviceCounts) {
+	ch <- prometheus.MustNewConstMetric(c.requests, prometheus.GaugeValue, float64(s.ok), service, "success")
+	ch <- prometheus.MustNewConstMetric(c.requests, prometheus.GaugeValue, float64(s.fail), service, "failure")
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(s.totalOK), service, "success")
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(s.totalFail), service, "failure")
+	if s.ev.HasLastSuccessful {
+		ch <- prometheus.MustNewConstMetric(c.lastTs, prometheus.GaugeValue, float64(s.ev.LastSuccessfulMs)/1000, service, "success")
+	}
+	if s.ev.HasLastUnsuccessful {
+		ch <- prometheus.MustNewConstMetric(c.lastTs, prometheus.GaugeValue, float64(s.ev.LastUnsuccessfulMs)/1000, service, "failure")
+	}
+}
+
+// databaseCollector reads the database's counters once per scrape (three
+// values from the meta bucket, whatever the number of records).
+type databaseCollector struct {
+	db                   *storage.DB
+	records, quarantined *prometheus.Desc
+}
+
+func newDatabaseCollector(db *storage.DB) *databaseCollector {
+	return &databaseCollector{
+		db:          db,
+		records:     prometheus.NewDesc("opmond_database_records", "Records in the database.", nil, nil),
+		quarantined: prometheus.NewDesc("opmond_quarantine_records", "Quarantined records in the database.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *databaseCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.records
+	ch <- c.quarantined
+}
+
+// Collect implements prometheus.Collector. A closed or failing database
+// leaves the series out rather than reporting zero.
+func (c *databaseCollector) Collect(ch chan<- prometheus.Metric) {
+	st, err := c.db.Stats()
+	if err != nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(st.Records))
+	ch <- prometheus.MustNewConstMetric(c.quarantined, prometheus.GaugeValue, float64(st.Quarantined))
 }
