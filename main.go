@@ -71,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &hr):
+		// The command that parsed: `opmond help NAME` runs NAME --help.
+		if hc := lookupCommand(strings.TrimPrefix(hr.fs.Name(), "opmond ")); hc != nil {
+			c = hc
+		}
 		writeCommandHelp(stdout, c, hr.fs)
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):

@@ -71,7 +71,7 @@ func init() {
 		{name: "compact", summary: "offline: rewrite the database to its live size",
 			synopsis: "--config FILE [--out FILE]",
 			about:    "The daemon must be stopped. Without --out the file is replaced atomically.",
-			example:  "systemctl stop opmond && opmond compact --config /etc/opmond/opmond.toml && systemctl start opmond",
+			example:  "opmond compact --config /etc/opmond/opmond.toml   # after: systemctl stop opmond",
 			run:      compactPending},
 		{name: "bench", summary: "drive a running daemon with realistic load and report throughput and latency",
 			synopsis: "--url URL [--records N | --duration D] [--conc N] [--batch N] [--query-every D] [--as ID]\n" +
@@ -189,7 +189,7 @@ func writeCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 			fmt.Fprintf(w, " %s", arg)
 		}
 		fmt.Fprintf(w, "\n        %s", usage)
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)
