@@ -41,4 +41,21 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 clean:
-	rm -f opmond
+	rm -f opmond opmond_*.deb
+
+# --- packaging: install into the system or a staging tree, and a .deb ---
+DESTDIR ?=
+ARCH    ?= $(shell $(GO) env GOARCH)
+DEBVERSION ?= $(shell echo "$(VERSION)" | sed -e 's/^v//' -e 's/^[^0-9]/0.0.0~&/' -e 's/-/~/g')
+NFPM    ?= nfpm
+
+.PHONY: install deb
+
+## install: binary, systemd unit, /etc/opmond (configuration, ssl), /var/lib/opmond under DESTDIR (owners need root and the user opmond)
+install: build
+	DESTDIR="$(DESTDIR)" BINARY=./opmond sh packaging/install.sh
+
+## deb: opmond_VERSION_ARCH.deb with nfpm (go install github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0)
+deb: build
+	@command -v $(NFPM) >/dev/null || { echo "nfpm not found: go install github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0"; exit 1; }
+	VERSION="$(DEBVERSION)" ARCH="$(ARCH)" $(NFPM) package --config packaging/nfpm.yaml --packager deb --target .
