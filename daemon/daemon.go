@@ -178,7 +178,7 @@ func (d *Daemon) setupGlobalConf() error {
 }
 
 func (d *Daemon) registerGauges() {
-	d.metrics.reg.MustRegister(newServiceCollector(d.health, d.cfg.Admin.MaxServiceSeries), newDatabaseCollector(d.db))
+	d.metrics.reg.MustRegister(newServiceCollector(d.health, d.cfg.Admin.MaxServiceSeries), newStateCollector(d.db, d.notReady))
 	d.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "opmond_database_size_bytes", Help: "Size of the database file.",
 	}, func() float64 {

@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"cmp"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -255,34 +257,55 @@ func (c *serviceCollector) emit(ch chan<- prometheus.Metric, service string, s *
 	}
 }
 
-// databaseCollector reads the database's counters once per scrape (three
-// values from the meta bucket, whatever the number of records).
-type databaseCollector struct {
+// stateCollector reports, once per scrape, what alerts watch besides the
+// counters: readiness (the /readyz answer), the database's record counts
+// (three values from the meta bucket, whatever the number of records) and
+// the space left on the filesystem holding the database.
+type stateCollector struct {
 	db                   *storage.DB
+	notReady             func() string
+	ready                *prometheus.Desc
 	records, quarantined *prometheus.Desc
+	fsAvail, fsSize      *prometheus.Desc
 }
 
-func newDatabaseCollector(db *storage.DB) *databaseCollector {
-	return &databaseCollector{
-		db:          db,
-		records:     prometheus.NewDesc("opmond_database_records", "Records in the database.", nil, nil),
-		quarantined: prometheus.NewDesc("opmond_quarantine_records", "Quarantined records in the database.", nil, nil),
+func newStateCollector(db *storage.DB, notReady func() string) *stateCollector {
+	return &stateCollector{
+		db:       db,
+		notReady: notReady,
+		ready:    prometheus.NewDesc("opmond_ready", "1 when /readyz answers ready, else 0.", nil, nil),
+		records:  prometheus.NewDesc("opmond_database_records", "Records in the database.", nil, nil),
+		quarantined: prometheus.NewDesc("opmond_quarantine_records",
+			"Quarantined records in the database.", nil, nil),
+		fsAvail: prometheus.NewDesc("opmond_database_filesystem_avail_bytes",
+			"Bytes available to the daemon on the filesystem of the database.", nil, nil),
+		fsSize: prometheus.NewDesc("opmond_database_filesystem_size_bytes",
+			"Size of the filesystem of the database.", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
-func (c *databaseCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.records
-	ch <- c.quarantined
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.ready, c.records, c.quarantined, c.fsAvail, c.fsSize} {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector. A closed or failing database
-// leaves the series out rather than reporting zero.
-func (c *databaseCollector) Collect(ch chan<- prometheus.Metric) {
-	st, err := c.db.Stats()
-	if err != nil {
-		return
+// leaves its series out rather than reporting zero.
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ready := 0.0
+	if c.notReady() == "" {
+		ready = 1
 	}
-	ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(st.Records))
-	ch <- prometheus.MustNewConstMetric(c.quarantined, prometheus.GaugeValue, float64(st.Quarantined))
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready)
+	if st, err := c.db.Stats(); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(st.Records))
+		ch <- prometheus.MustNewConstMetric(c.quarantined, prometheus.GaugeValue, float64(st.Quarantined))
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(c.db.Path()), &fs); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.fsAvail, prometheus.GaugeValue, float64(fs.Bavail)*float64(fs.Bsize))
+		ch <- prometheus.MustNewConstMetric(c.fsSize, prometheus.GaugeValue, float64(fs.Blocks)*float64(fs.Bsize))
+	}
 }

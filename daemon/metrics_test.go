@@ -90,6 +90,14 @@ func TestMetricsBuildInfoAndDatabase(t *testing.T) {
 	if v, ok := sample(fams, "opmond_quarantine_records"); !ok || v != 1 {
 		t.Errorf("opmond_quarantine_records = %v (%v), want 1", v, ok)
 	}
+	if v, ok := sample(fams, "opmond_ready"); !ok || v != 1 {
+		t.Errorf("opmond_ready = %v (%v), want 1", v, ok)
+	}
+	avail, ok1 := sample(fams, "opmond_database_filesystem_avail_bytes")
+	size, ok2 := sample(fams, "opmond_database_filesystem_size_bytes")
+	if !ok1 || !ok2 || avail <= 0 || size < avail {
+		t.Errorf("filesystem: avail %v (%v), size %v (%v)", avail, ok1, size, ok2)
+	}
 	for name, typ := range map[string]dto.MetricType{
 		"opmond_database_records":       dto.MetricType_GAUGE,
 		"opmond_quarantine_records":     dto.MetricType_GAUGE,
@@ -179,5 +187,23 @@ func TestServiceSeriesBusiestWithHysteresis(t *testing.T) {
 	}
 	if v, _ := sample(fams, "opmond_service_requests_total", "service", prefix+"z", "result", "success"); v != 30 {
 		t.Errorf("z's total %v, want 30", v)
+	}
+}
+
+// TestReadyMetric: opmond_ready follows /readyz (here: an expired static
+// global configuration), and the expiry is exported for alerting.
+func TestReadyMetric(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.GlobalConf.Directory = dir + "/globalconf"
+	expired := time.Now().Add(-time.Minute)
+	writeGlobalConf(t, cfg.GlobalConf.Directory, expired, monitoringID)
+	td := startDaemon(t, cfg, time.Now)
+	fams := scrape(t, td)
+	if v, ok := sample(fams, "opmond_ready"); !ok || v != 0 {
+		t.Errorf("opmond_ready = %v (%v), want 0", v, ok)
+	}
+	if v, _ := sample(fams, "opmond_globalconf_expiry_timestamp_seconds"); v != float64(expired.Unix()) {
+		t.Errorf("expiry %v, want %d", v, expired.Unix())
 	}
 }
