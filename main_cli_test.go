@@ -293,7 +293,7 @@ func TestQueryClippedNotice(t *testing.T) {
 	}
 	clip, _ := strconv.ParseInt(m[1], 10, 64)
 	ready, err := time.Parse(time.RFC3339, m[2])
-	if clip < now-31 || clip > now-29 || err != nil || ready.Unix() != clip+30 {
+	if clip < now-31 || clip > now-29 || err != nil || ready.Unix() != clip+31 {
 		t.Errorf("clipped at %d, ready %s (now %d)", clip, m[2], now)
 	}
 

@@ -97,7 +97,8 @@ func RunQuery(ctx context.Context, o QueryOptions, out io.Writer) error {
 // configuration's offset: the daemon queried may be configured otherwise).
 func writeClippedNotice(w io.Writer, clippedAt int64, offset int) {
 	at := time.Unix(clippedAt, 0)
-	ready := at.Add(time.Duration(offset) * time.Second)
+	// A second's records are returned once now - offset is past it.
+	ready := at.Add(time.Duration(offset+1) * time.Second)
 	fmt.Fprintf(w, "opmond query: window clipped at %d (%s) by records-available-timestamp-offset-seconds (%d here): "+
 		"records from then on are not available yet; they will be from about %s\n",
 		clippedAt, at.Format(time.RFC3339), offset, ready.Format(time.RFC3339))
