@@ -286,15 +286,27 @@ func TestQueryClippedNotice(t *testing.T) {
 	if code != 0 || out != "" {
 		t.Errorf("clipped: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	m := regexp.MustCompile(`^opmond query: window clipped at (\d+) \(\S+\) by records-available-timestamp-offset-seconds \(30 here\): ` +
-		`records from then on are not available yet; they will be from about (\S+)\n$`).FindStringSubmatch(errOut)
+	m := regexp.MustCompile(`^opmond query: window clipped at (\d+) \(\S+\): records from then on are not returned yet ` +
+		`\(the daemon's records-available-timestamp-offset-seconds is about (\d+)\); the whole window will be available from about (\S+)\n$`).FindStringSubmatch(errOut)
 	if m == nil {
 		t.Fatalf("notice: %q", errOut)
 	}
 	clip, _ := strconv.ParseInt(m[1], 10, 64)
-	ready, err := time.Parse(time.RFC3339, m[2])
-	if clip < now-31 || clip > now-29 || err != nil || ready.Unix() != clip+31 {
-		t.Errorf("clipped at %d, ready %s (now %d)", clip, m[2], now)
+	offset, _ := strconv.ParseInt(m[2], 10, 64)
+	ready, err := time.Parse(time.RFC3339, m[3])
+	// The window ends in the future: it is complete offset + 1 s after now.
+	if clip < now-31 || clip > now-29 || offset < 29 || offset > 31 || err != nil || ready.Unix() < now+30 || ready.Unix() > now+33 {
+		t.Errorf("clipped at %d, offset %d, ready %s (now %d)", clip, offset, m[3], now)
+	}
+
+	// Through a configuration that is not the daemon's, the offset shown is still the daemon's.
+	other := filepath.Join(dir, "other.toml")
+	if err := os.WriteFile(other, []byte("[global-conf]\ndirectory = \"none\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, errOut = runCLI(t, "query", "--config", other, "--url", fmt.Sprintf("http://127.0.0.1:%d", port), "--as", "DEV/COM/1234/Portal", "--from", "0", "--to", strconv.FormatInt(now-10, 10))
+	if !regexp.MustCompile(`offset-seconds is about (29|30|31)\)`).MatchString(errOut) {
+		t.Errorf("notice through another configuration: %q", errOut)
 	}
 
 	code, out, errOut = runCLI(t, append(q, "--from", strconv.FormatInt(now-5, 10), "--to", strconv.FormatInt(now, 10))...)

@@ -87,20 +87,27 @@ func RunQuery(ctx context.Context, o QueryOptions, out io.Writer) error {
 	}
 	clippedAt, err := queryRecords(ctx, hc, url, o, out)
 	if clippedAt >= 0 && o.Notice != nil {
-		writeClippedNotice(o.Notice, clippedAt, cfg.OpMonitor.RecordsAvailableOffset)
+		// The daemon clips at its now - offset, which tells its offset
+		// better than this configuration, which may not be the daemon's.
+		// Only a window that begins inside the offset (a fault) leaves no
+		// clue but the configuration.
+		offset := time.Now().Unix() - clippedAt
+		if err != nil || offset < 0 {
+			offset = int64(cfg.OpMonitor.RecordsAvailableOffset)
+		}
+		writeClippedNotice(o.Notice, clippedAt, min(o.To, time.Now().Unix()), offset)
 	}
 	return err
 }
 
 // writeClippedNotice tells the operator that records from clippedAt on were
-// not available yet, and from when they will be (an estimate from this
-// configuration's offset: the daemon queried may be configured otherwise).
-func writeClippedNotice(w io.Writer, clippedAt int64, offset int) {
+// not returned yet, and from when the whole window will be: a second's
+// records are returned once the daemon's now - offset is past it.
+func writeClippedNotice(w io.Writer, clippedAt, to, offset int64) {
 	at := time.Unix(clippedAt, 0)
-	// A second's records are returned once now - offset is past it.
-	ready := at.Add(time.Duration(offset+1) * time.Second)
-	fmt.Fprintf(w, "opmond query: window clipped at %d (%s) by records-available-timestamp-offset-seconds (%d here): "+
-		"records from then on are not available yet; they will be from about %s\n",
+	ready := time.Unix(max(to, clippedAt)+offset+1, 0)
+	fmt.Fprintf(w, "opmond query: window clipped at %d (%s): records from then on are not returned yet "+
+		"(the daemon's records-available-timestamp-offset-seconds is about %d); the whole window will be available from about %s\n",
 		clippedAt, at.Format(time.RFC3339), offset, ready.Format(time.RFC3339))
 }
 
