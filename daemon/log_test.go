@@ -3,10 +3,13 @@ package daemon
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -76,5 +79,57 @@ func TestReloadLogLevel(t *testing.T) {
 	}
 	if !td.log.Enabled(zerolog.DebugLevel) {
 		t.Error("level changed by a broken configuration")
+	}
+}
+
+// TestConsoleLogWithoutColour: the console format writes no colour codes
+// to a writer that is not a terminal (a file, a pipe, the journal).
+func TestConsoleLogWithoutColour(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, w := range []io.Writer{f, &bytes.Buffer{}} {
+		l, err := NewLogger(LogConfig{Level: "info", Format: "console"}, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Warn().Dur("took_ms", 1500*time.Millisecond).Msg("plain")
+	}
+	b, _ := os.ReadFile(f.Name())
+	if !strings.Contains(string(b), "plain") || strings.Contains(string(b), "\x1b[") {
+		t.Errorf("console log to a file: %q", b)
+	}
+	if !strings.Contains(string(b), "took_ms=1500") {
+		t.Errorf("duration not in milliseconds: %q", b)
+	}
+}
+
+// TestDurationFieldsNameTheirUnit: every duration logged carries its unit
+// in the field name, as took_ms.
+func TestDurationFieldsNameTheirUnit(t *testing.T) {
+	re := regexp.MustCompile(`\.Dur\("([^"]*)"`)
+	var files []string
+	for _, pat := range []string{"*.go", "../*/*.go"} {
+		m, _ := filepath.Glob(pat)
+		files = append(files, m...)
+	}
+	if len(files) < 10 {
+		t.Fatalf("found only %d source files", len(files))
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllSubmatch(b, -1) {
+			if !strings.HasSuffix(string(m[1]), "_ms") {
+				t.Errorf("%s: duration field %q does not end in _ms", f, m[1])
+			}
+		}
 	}
 }
