@@ -309,7 +309,7 @@ func TestQueryClippedNotice(t *testing.T) {
 		t.Errorf("notice through another configuration: %q", errOut)
 	}
 
-	code, out, errOut = runCLI(t, append(q, "--from", strconv.FormatInt(now-5, 10), "--to", strconv.FormatInt(now, 10))...)
+	code, _, errOut = runCLI(t, append(q, "--from", strconv.FormatInt(now-5, 10), "--to", strconv.FormatInt(now, 10))...)
 	if code != 1 || !strings.Contains(errOut, "not available from") || !strings.Contains(errOut, "window clipped at") {
 		t.Errorf("window inside the offset: exit %d, stderr %q", code, errOut)
 	}
