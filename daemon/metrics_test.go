@@ -2,15 +2,19 @@ package daemon
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/opmond/opmond/schema"
 )
 
 // scrape reads /metrics with Prometheus's own text parser, so that a
@@ -162,7 +166,10 @@ func TestServiceSeriesBusiestWithHysteresis(t *testing.T) {
 	send("z", 30)
 	send("b", 20)
 	send("a", 5)
-	check("start", "b,z,other", 5)
+	fams0 := check("start", "b,z,other", 5)
+	if f := fams0["opmond_service_requests_total"]; f.GetType() != dto.MetricType_COUNTER {
+		t.Errorf("opmond_service_requests_total is %v", f.GetType())
+	}
 
 	send("a", 30) // a: 35 in the period, b: 20 — not twice as many
 	fams := check("a busier, within the hysteresis", "b,z,other", 35)
@@ -205,5 +212,25 @@ func TestReadyMetric(t *testing.T) {
 	}
 	if v, _ := sample(fams, "opmond_globalconf_expiry_timestamp_seconds"); v != float64(expired.Unix()) {
 		t.Errorf("expiry %v, want %d", v, expired.Unix())
+	}
+}
+
+// BenchmarkServiceCollector: one scrape's per-service work with 10,000
+// services tracked and the default cap of 1,000 series.
+func BenchmarkServiceCollector(b *testing.B) {
+	h := NewHealth(10*time.Minute, time.Now)
+	recs := make([]schema.Record, 10_000)
+	for i := range recs {
+		recs[i] = rec(b, fmt.Sprintf("EE/COM/1/SUB/svc%05d", i), i%7 != 0, 1, 2)
+	}
+	h.Add(recs)
+	c := newServiceCollector(h, 1000)
+	ch := make(chan prometheus.Metric, 1<<16)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Collect(ch)
+		for len(ch) > 0 {
+			<-ch
+		}
 	}
 }
