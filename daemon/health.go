@@ -112,8 +112,9 @@ func (h *Health) Add(recs []schema.Record) {
 					h.dropped++
 					continue
 				}
-				s = &serviceHealth{}
-				h.services[cloneServiceID(id)] = s
+				id := cloneServiceID(id)
+				s = &serviceHealth{key: id.String()}
+				h.services[id] = s
 			}
 			s.ring.dropBefore(minLive)
 			last, lastID = s, id
@@ -237,8 +238,10 @@ type serviceHealth struct {
 	everReqSize      bool // some successful record carried requestSize
 	everRespSize     bool
 	ring             bucketRing
-	// Requests since start, for the _total counters of /metrics.
+	// Requests since start, for the _total counters of /metrics, and the
+	// slash form that labels them (formatted once, not per scrape).
 	totalOK, totalFail uint64
+	key                string
 }
 
 func (s *serviceHealth) record(r *schema.Record, idx int64, maxLive int) {

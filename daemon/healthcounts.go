@@ -11,7 +11,7 @@ type serviceCounts struct {
 	ev                 schema.ServiceEvents
 }
 
-// Counts returns every tracked service's counts at now(), in no order. It
+// counts returns every tracked service's counts at now(), in no order. It
 // merges only the counts of each bucket, not the duration and size
 // statistics that Snapshot computes.
 func (h *Health) counts() []serviceCounts {
@@ -21,7 +21,7 @@ func (h *Health) counts() []serviceCounts {
 	out := make([]serviceCounts, 0, len(h.services))
 	for id, s := range h.services {
 		s.ring.dropBefore(minLive)
-		c := serviceCounts{totalOK: s.totalOK, totalFail: s.totalFail, ev: schema.ServiceEvents{
+		c := serviceCounts{service: s.key, totalOK: s.totalOK, totalFail: s.totalFail, ev: schema.ServiceEvents{
 			Service:          id,
 			LastSuccessfulMs: s.lastOK, HasLastSuccessful: s.hasOK,
 			LastUnsuccessfulMs: s.lastFail, HasLastUnsuccessful: s.hasFail,
@@ -34,8 +34,5 @@ func (h *Health) counts() []serviceCounts {
 		out = append(out, c)
 	}
 	h.mu.Unlock()
-	for i := range out {
-		out[i].service = out[i].ev.Service.String()
-	}
 	return out
 }
