@@ -147,7 +147,7 @@ func TestQueryHostileXML(t *testing.T) {
 		if strings.Contains(string(b), "root:") {
 			t.Errorf("%s: answer leaks a file", name)
 		}
-		if took > 2*time.Second {
+		if took > 10*time.Second { // a hang, not a slow machine
 			t.Errorf("%s took %v", name, took)
 		}
 		if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 16<<20 {
