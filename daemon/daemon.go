@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/opmond/opmond/anchor"
+	"github.com/opmond/opmond/daemon/grpcserver"
 	"github.com/opmond/opmond/storage"
 	"github.com/opmond/opmond/tlsconf"
 )
@@ -56,6 +57,7 @@ type Daemon struct {
 	ln      net.Listener
 	admin   *http.Server
 	adminLn net.Listener
+	grpc    *grpcserver.Server
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -135,6 +137,9 @@ func New(cfg *Config, opts Options) (_ *Daemon, err error) {
 			log.Warn().Str("listen", d.adminLn.Addr().String()).
 				Msg("admin listener is not bound to loopback; it has no authentication of its own")
 		}
+	}
+	if err := d.newGRPC(); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
@@ -239,6 +244,7 @@ func (d *Daemon) Start() {
 		d.goRun("tls watch", func() { d.tls.Run(ctx) })
 	}
 	d.goRun("purge", func() { d.runPurge(ctx) })
+	d.startGRPC(ctx)
 	d.log.Info().Str("listen", d.ln.Addr().String()).Str("scheme", d.cfg.OpMonitor.Scheme).
 		Str("database", d.cfg.OpMonitor.Database).Str("version", Version).Msg("opmond started")
 }
@@ -273,6 +279,9 @@ func (d *Daemon) Reload() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := d.reloadGRPC(); err != nil {
+		errs = append(errs, err)
+	}
 	err := errors.Join(errs...)
 	if err != nil {
 		d.log.Error().Err(err).Msg("reload failed; old settings kept")
@@ -302,6 +311,7 @@ func (d *Daemon) Close() error {
 				errs = append(errs, fmt.Errorf("shut down admin listener: %w", err))
 			}
 		}
+		d.stopGRPC(ctx)
 		if d.cancel != nil {
 			d.cancel()
 		}
