@@ -11,8 +11,8 @@ import (
 )
 
 // grpcWatchInterval is how often the [grpc] key store and password file are
-// checked for a change on disk.
-const grpcWatchInterval = 5 * time.Second
+// checked for a change on disk (a variable for tests).
+var grpcWatchInterval = 5 * time.Second
 
 // newGRPC binds [grpc] listen and loads its key material ("" = off).
 func (d *Daemon) newGRPC() error {
