@@ -83,9 +83,9 @@ func TestReadPasswordForms(t *testing.T) {
 	for content, want := range map[string]string{
 		PasswordVar + "=\"a-b_c=\"\nXROAD_COMMON_GRPC_INTERNAL_TRUSTSTORE_PASSWORD=\"a-b_c=\"\n": "a-b_c=",
 		"# comment\n\nexport " + PasswordVar + "='x\"y'\n":                                       `x"y`,
-		PasswordVar + "=plain\r\n":                                                               "plain",
-		PasswordVar + " = \"q\\\"\\\\\"\n":                                                        `q"\`,
-		PasswordVar + "=\n":                                                                       "",
+		PasswordVar + "=plain\r\n":         "plain",
+		PasswordVar + " = \"q\\\"\\\\\"\n": `q"\`,
+		PasswordVar + "=\n":                "",
 	} {
 		p := filepath.Join(dir, "env")
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
