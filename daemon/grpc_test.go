@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"regexp"
@@ -440,5 +441,38 @@ func TestGRPCReload(t *testing.T) {
 			t.Fatal("the key store changed on disk was not picked up")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestGRPCCloseWithOpenConnection: Close does not wait for a client that
+// keeps its channel open, as the security server UI does.
+func TestGRPCCloseWithOpenConnection(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.GRPC.Listen, cfg.GRPC.TLS = "127.0.0.1:0", "none"
+	d, err := New(cfg, Options{LogWriter: io.Discard, Listener: mustListen(t), AdminListener: mustListen(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	conn, err := grpc.NewClient(d.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := callIntervals(pb.NewOpMonitorServiceClient(conn), filter{}.request(gbase, gbase, 1)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for an idle gRPC connection")
+	}
+	if _, err := callIntervals(pb.NewOpMonitorServiceClient(conn), filter{}.request(gbase, gbase, 1)); status.Code(err) != codes.Unavailable {
+		t.Errorf("after Close: %v", err)
 	}
 }
