@@ -13,7 +13,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"os"
 	"path"
 	"sync"
 	"sync/atomic"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/opmond/opmond/daemon/opmonrpc"
 	"github.com/opmond/opmond/storage"
+	"github.com/opmond/opmond/tlsconf"
 )
 
 // Limits. The security server UI opens one channel and sends one small
@@ -73,7 +73,7 @@ type Server struct {
 
 	cur      atomic.Pointer[material] // nil with plaintext
 	reloadMu sync.Mutex
-	stamps   []stamp
+	files    *tlsconf.Files
 }
 
 // New loads the key material (with Internal) and builds the server. Errors
@@ -97,7 +97,7 @@ func New(opts Options) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.observe),
 	}
 	if opts.Internal {
-		s.stamps = s.stat()
+		s.files = tlsconf.NewFiles(opts.Keystore, opts.PasswordFile)
 		m, err := loadKeystore(opts.Keystore, opts.PasswordFile)
 		if err != nil {
 			return nil, err
@@ -157,8 +157,7 @@ func (s *Server) Reload() error {
 	}
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	// Stamp before reading: a file that changes meanwhile is read again.
-	s.stamps = s.stat()
+	s.files.Read()
 	m, err := loadKeystore(s.opts.Keystore, s.opts.PasswordFile)
 	if err != nil {
 		s.log.Error().Err(err).Msg("gRPC key store reload failed; keeping the previous one")
@@ -180,59 +179,10 @@ func (s *Server) Run(ctx context.Context) {
 	if s.opts.WatchInterval <= 0 || !s.opts.Internal {
 		return
 	}
-	t := time.NewTicker(s.opts.WatchInterval)
-	defer t.Stop()
-	var pending []stamp
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := s.stat()
-		s.reloadMu.Lock()
-		same := sameStamps(now, s.stamps)
-		s.reloadMu.Unlock()
-		switch {
-		case same:
-			pending = nil
-		case pending == nil || !sameStamps(now, pending):
-			pending = now // changed: wait until it stays so for one interval
-		default:
-			pending = nil
-			s.log.Info().Msg("gRPC key store or password file changed on disk; reloading")
-			_ = s.Reload()
-		}
-	}
-}
-
-// stamp identifies one version of a file; fi is nil when it cannot be read.
-type stamp struct{ fi os.FileInfo }
-
-func (s *Server) stat() []stamp {
-	st := make([]stamp, 2)
-	for i, p := range []string{s.opts.Keystore, s.opts.PasswordFile} {
-		if fi, err := os.Stat(p); err == nil {
-			st[i].fi = fi
-		}
-	}
-	return st
-}
-
-func sameStamps(a, b []stamp) bool {
-	for i := range a {
-		x, y := a[i].fi, b[i].fi
-		if x == nil || y == nil {
-			if x != y {
-				return false
-			}
-			continue
-		}
-		if !os.SameFile(x, y) || x.Size() != y.Size() || !x.ModTime().Equal(y.ModTime()) {
-			return false
-		}
-	}
-	return true
+	s.files.Watch(ctx, s.opts.WatchInterval, func() {
+		s.log.Info().Msg("gRPC key store or password file changed on disk; reloading")
+		_ = s.Reload() // logged by Reload
+	})
 }
 
 // countingCreds logs and counts failed handshakes (a client without the
