@@ -476,3 +476,28 @@ func TestGRPCCloseWithOpenConnection(t *testing.T) {
 		t.Errorf("after Close: %v", err)
 	}
 }
+
+// TestGRPCCheckFiles: check-config loads the key store with its password
+// when the gRPC interface uses TLS, and not otherwise.
+func TestGRPCCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	ks := grpctest.Make(t, dir, "grpc", "check-me", false)
+	cfg := testConfig(t, dir)
+	cfg.GRPC.Listen, cfg.GRPC.Keystore, cfg.GRPC.PasswordFile = "localhost:2081", ks.Keystore, ks.PasswordFile
+	if err := cfg.CheckFiles(); err != nil {
+		t.Fatal(err)
+	}
+	ks.WritePasswordFile(t, "not-me")
+	err := cfg.CheckFiles()
+	if err == nil || !strings.HasPrefix(err.Error(), "grpc.keystore = ") || !strings.Contains(err.Error(), "wrong password") {
+		t.Errorf("wrong password: %v", err)
+	}
+	cfg.GRPC.TLS = "none"
+	if err := cfg.CheckFiles(); err != nil {
+		t.Errorf("tls = none: %v", err)
+	}
+	cfg.GRPC.TLS, cfg.GRPC.Listen = "internal", ""
+	if err := cfg.CheckFiles(); err != nil {
+		t.Errorf("gRPC off: %v", err)
+	}
+}
