@@ -299,18 +299,21 @@ func TestGRPCIntervals(t *testing.T) {
 	if err != nil || len(resp.GetOperationalDataInterval()) != 0 {
 		t.Errorf("from > to: %v, %v", resp, err)
 	}
-	// An explicit SECURITY_SERVER_TYPE_UNSPECIFIED is no filter.
-	req := filter{}.request(gbase, gbase+10*minute, 5)
-	req.SecurityServerType = pb.SecurityServerType_SECURITY_SERVER_TYPE_UNSPECIFIED.Enum()
-	resp, err = callIntervals(c, req)
-	if err != nil || fmt.Sprint(gotBuckets(t, resp)) != fmt.Sprint(expect(specs, filter{}, gbase, gbase+10*minute, 5)) {
-		t.Errorf("unspecified type: %v %v", resp, err)
+	// An explicit SECURITY_SERVER_TYPE_UNSPECIFIED, or a value this version
+	// does not know, is no filter (as upstream has it).
+	for _, typ := range []pb.SecurityServerType{pb.SecurityServerType_SECURITY_SERVER_TYPE_UNSPECIFIED, 7} {
+		req := filter{}.request(gbase, gbase+10*minute, 5)
+		req.SecurityServerType = typ.Enum()
+		resp, err = callIntervals(c, req)
+		if err != nil || fmt.Sprint(gotBuckets(t, resp)) != fmt.Sprint(expect(specs, filter{}, gbase, gbase+10*minute, 5)) {
+			t.Errorf("type %v: %v %v", typ, resp, err)
+		}
 	}
 	for _, bad := range []*pb.GetOperationalDataIntervalsReq{
 		{RecordsFrom: gbase, RecordsTo: gbase + minute, IntervalInMinutes: 0},
 		{RecordsFrom: gbase, RecordsTo: gbase + minute, IntervalInMinutes: -5},
 		{RecordsFrom: 0, RecordsTo: 1 << 62, IntervalInMinutes: 1},
-		{RecordsFrom: gbase, RecordsTo: gbase + minute, IntervalInMinutes: 1, SecurityServerType: pb.SecurityServerType(7).Enum()},
+		{RecordsFrom: 0, RecordsTo: 1<<63 - 1, IntervalInMinutes: 1 << 30},
 	} {
 		if _, err := callIntervals(c, bad); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("%v: %v, want InvalidArgument", bad, err)
@@ -324,12 +327,12 @@ func TestGRPCIntervals(t *testing.T) {
 	if okCalls == nil {
 		t.Fatalf("no OK call count in metrics:\n%s", m)
 	}
-	if n, _ := strconv.Atoi(okCalls[1]); n != len(filters)*len(windows)+5 {
-		t.Errorf("OK calls %d, want %d", n, len(filters)*len(windows)+5)
+	if n, _ := strconv.Atoi(okCalls[1]); n != len(filters)*len(windows)+6 {
+		t.Errorf("OK calls %d, want %d", n, len(filters)*len(windows)+6)
 	}
 	for _, want := range []string{
 		`opmond_grpc_requests_total{code="InvalidArgument",method="GetOperationalDataIntervals"} 4`,
-		`opmond_grpc_request_duration_seconds_count{method="GetOperationalDataIntervals"} ` + strconv.Itoa(len(filters)*len(windows)+9),
+		`opmond_grpc_request_duration_seconds_count{method="GetOperationalDataIntervals"} ` + strconv.Itoa(len(filters)*len(windows)+10),
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)
@@ -383,6 +386,11 @@ func TestGRPCPlaintext(t *testing.T) {
 	}
 	if got := gotBuckets(t, resp); fmt.Sprint(got) != fmt.Sprint([]bucket{{gbase, 1, 0}, {gbase + minute, 0, 0}}) {
 		t.Errorf("got %v", got)
+	}
+	// Requests are small; a large one is refused without being handled.
+	big := filter{member: "EE/GOV/" + strings.Repeat("9", 100<<10)}.request(gbase, gbase, 1)
+	if _, err := callIntervals(grpcClient(t, td, nil), big); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a 100 KiB request: %v", err)
 	}
 }
 

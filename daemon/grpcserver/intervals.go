@@ -87,16 +87,12 @@ func intervalQuery(req *opmonrpc.GetOperationalDataIntervalsReq) (storage.Interv
 			return q, status.Errorf(codes.InvalidArgument, "%d intervals asked for; at most %d", n, maxBuckets)
 		}
 	}
-	if req.SecurityServerType != nil {
-		switch req.GetSecurityServerType() {
-		case opmonrpc.SecurityServerType_SECURITY_SERVER_TYPE_UNSPECIFIED:
-		case opmonrpc.SecurityServerType_CLIENT:
-			q.Type = "Client"
-		case opmonrpc.SecurityServerType_PRODUCER:
-			q.Type = "Producer"
-		default:
-			return q, status.Errorf(codes.InvalidArgument, "unknown securityServerType %d", req.GetSecurityServerType())
-		}
+	// Unspecified and unknown values are no filter, as upstream has it.
+	switch req.GetSecurityServerType() {
+	case opmonrpc.SecurityServerType_CLIENT:
+		q.Type = "Client"
+	case opmonrpc.SecurityServerType_PRODUCER:
+		q.Type = "Producer"
 	}
 	if m := req.GetMemberId(); m != nil {
 		// A subsystem is told from a member by subsystem_code being present;
