@@ -262,7 +262,8 @@ func (d *Daemon) goRun(name string, f func()) {
 	}()
 }
 
-// Reload re-reads what SIGHUP covers: TLS material and [log] level.
+// Reload re-reads what SIGHUP covers: TLS material, the [grpc] key store and
+// [log] level.
 func (d *Daemon) Reload() error {
 	var errs []error
 	if d.cfg.File != "" {
