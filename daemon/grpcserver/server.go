@@ -252,6 +252,6 @@ func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInf
 	if err != nil {
 		ev = s.log.Warn().Str("error", oneLine(status.Convert(err).Message()))
 	}
-	ev.Str("method", method).Str("code", code.String()).Dur("took", time.Since(start)).Msg("gRPC call")
+	ev.Str("method", method).Str("code", code.String()).Dur("took_ms", time.Since(start)).Msg("gRPC call")
 	return resp, err
 }
