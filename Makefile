@@ -7,7 +7,7 @@ CONFIG  ?= $(wildcard opmond.toml)
 FUZZTIME ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build run test bench fuzz lint clean
+.PHONY: build run test bench fuzz lint clean proto
 
 ## build: a static binary ./opmond
 build:
@@ -59,3 +59,18 @@ install: build
 deb: build
 	@command -v $(NFPM) >/dev/null || { echo "nfpm not found: go install github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0"; exit 1; }
 	VERSION="$(DEBVERSION)" ARCH="$(ARCH)" $(NFPM) package --config packaging/nfpm.yaml --packager deb --target .
+
+# gRPC: Go code generated from daemon/opmonrpc/*.proto, committed. protoc is
+# Debian's protobuf-compiler; the plugins are go.mod tools, so their versions
+# are pinned there. PROTO_OUT lets the drift test generate elsewhere.
+PROTO_DIR ?= daemon/opmonrpc
+PROTO_OUT ?= $(PROTO_DIR)
+
+## proto: regenerate daemon/opmonrpc from its .proto files (needs protoc: apt-get install protobuf-compiler)
+proto:
+	protoc -I $(PROTO_DIR) \
+		--plugin=protoc-gen-go=$$($(GO) tool -n protoc-gen-go) \
+		--plugin=protoc-gen-go-grpc=$$($(GO) tool -n protoc-gen-go-grpc) \
+		--go_out=$(PROTO_OUT) --go_opt=paths=source_relative \
+		--go-grpc_out=$(PROTO_OUT) --go-grpc_opt=paths=source_relative \
+		$(PROTO_DIR)/common_messages.proto $(PROTO_DIR)/opmonitor_service.proto

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/opmond/opmond/anchor"
+	"github.com/opmond/opmond/daemon/grpcserver"
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/tlsconf"
 )
@@ -443,7 +444,8 @@ func (c *Config) WriteTOML(w *bytes.Buffer) error {
 }
 
 // CheckFiles loads the files the configuration names that check-config
-// verifies: the anchor (if set) and, with https, the TLS material.
+// verifies: the anchor (if set), with https the TLS material, and the [grpc]
+// key store and password file when the gRPC interface uses TLS.
 func (c *Config) CheckFiles() error {
 	if c.GlobalConf.Anchor != "" {
 		if _, err := anchor.LoadAnchor(c.GlobalConf.Anchor); err != nil {
@@ -458,6 +460,11 @@ func (c *Config) CheckFiles() error {
 			CertFile: c.OpMonitor.TLSCertificate, KeyFile: c.OpMonitor.TLSKey,
 			ClientCertFiles: c.OpMonitor.ClientTLSCertificate, Logger: zerolog.Nop(),
 		}); err != nil {
+			return err
+		}
+	}
+	if c.GRPC.Listen != "" && c.GRPC.TLS == "internal" {
+		if err := grpcserver.CheckKeystore(c.GRPC.Keystore, c.GRPC.PasswordFile); err != nil {
 			return err
 		}
 	}

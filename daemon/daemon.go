@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/opmond/opmond/anchor"
+	"github.com/opmond/opmond/daemon/grpcserver"
 	"github.com/opmond/opmond/storage"
 	"github.com/opmond/opmond/tlsconf"
 )
@@ -56,6 +57,7 @@ type Daemon struct {
 	ln      net.Listener
 	admin   *http.Server
 	adminLn net.Listener
+	grpc    *grpcserver.Server
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -138,6 +140,9 @@ func New(cfg *Config, opts Options) (_ *Daemon, err error) {
 			log.Warn().Str("listen", d.adminLn.Addr().String()).
 				Msg("admin listener is not bound to loopback; it has no authentication of its own")
 		}
+	}
+	if err := d.newGRPC(); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
@@ -242,6 +247,7 @@ func (d *Daemon) Start() {
 		d.goRun("tls watch", func() { d.tls.Run(ctx) })
 	}
 	d.goRun("purge", func() { d.runPurge(ctx) })
+	d.startGRPC(ctx)
 	d.log.Info().Str("listen", d.ln.Addr().String()).Str("scheme", d.cfg.OpMonitor.Scheme).
 		Str("database", d.cfg.OpMonitor.Database).Str("version", Version).Msg("opmond started")
 }
@@ -259,7 +265,8 @@ func (d *Daemon) goRun(name string, f func()) {
 	}()
 }
 
-// Reload re-reads what SIGHUP covers: TLS material and [log] level.
+// Reload re-reads what SIGHUP covers: TLS material, the [grpc] key store and
+// [log] level.
 func (d *Daemon) Reload() error {
 	var errs []error
 	if d.cfg.File != "" {
@@ -275,6 +282,9 @@ func (d *Daemon) Reload() error {
 		if err := d.tls.Reload(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := d.reloadGRPC(); err != nil {
+		errs = append(errs, err)
 	}
 	err := errors.Join(errs...)
 	if err != nil {
@@ -305,6 +315,7 @@ func (d *Daemon) Close() error {
 				errs = append(errs, fmt.Errorf("shut down admin listener: %w", err))
 			}
 		}
+		d.stopGRPC(ctx)
 		if d.cancel != nil {
 			d.cancel()
 		}

@@ -11,7 +11,6 @@ package tlsconf
 import (
 	"context"
 	"crypto/tls"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +56,7 @@ type Server struct {
 	cur atomic.Pointer[material]
 
 	reloadMu sync.Mutex
-	stamps   []stamp // the files as they were when last read, for Run
+	files    *Files // for Run
 
 	warnMu sync.Mutex
 	warned map[string]struct{} // peer IPs already told about the missing suite
@@ -75,7 +74,7 @@ func New(opts Options) (*Server, error) {
 	}
 	opts.ClientCertFiles = append([]string(nil), opts.ClientCertFiles...)
 	s := &Server{opts: opts, log: opts.Logger, warned: map[string]struct{}{}}
-	s.stamps = s.stat()
+	s.files = NewFiles(append([]string{opts.CertFile, opts.KeyFile}, opts.ClientCertFiles...)...)
 	m, err := loadMaterial(&s.opts)
 	if err != nil {
 		return nil, err
@@ -126,9 +125,7 @@ func (s *Server) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error
 func (s *Server) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	// Stamp before reading: a file that changes while being read differs
-	// from its stamp at the next poll and is read again.
-	s.stamps = s.stat()
+	s.files.Read()
 	m, err := loadMaterial(&s.opts)
 	if err != nil {
 		s.log.Error().Err(err).Msg("TLS reload failed; keeping the previous certificates")
@@ -161,65 +158,8 @@ func (s *Server) Run(ctx context.Context) {
 	if s.opts.WatchInterval <= 0 {
 		return
 	}
-	t := time.NewTicker(s.opts.WatchInterval)
-	defer t.Stop()
-	var pending []stamp
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := s.stat()
-		s.reloadMu.Lock()
-		same := sameStamps(now, s.stamps)
-		s.reloadMu.Unlock()
-		switch {
-		case same:
-			pending = nil
-		case pending == nil || !sameStamps(now, pending):
-			pending = now
-		default:
-			pending = nil
-			s.log.Info().Msg("TLS files changed on disk; reloading")
-			_ = s.Reload() // logged by Reload
-		}
-	}
-}
-
-// stamp identifies one version of a file; fi is nil when it cannot be read.
-type stamp struct {
-	fi os.FileInfo
-}
-
-func (s *Server) stat() []stamp {
-	paths := append([]string{s.opts.CertFile, s.opts.KeyFile}, s.opts.ClientCertFiles...)
-	st := make([]stamp, len(paths))
-	for i, p := range paths {
-		// Stat follows symbolic links, so a swapped link (as in a mounted
-		// Kubernetes secret) shows as a different file.
-		if fi, err := os.Stat(p); err == nil {
-			st[i].fi = fi
-		}
-	}
-	return st
-}
-
-func sameStamps(a, b []stamp) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i].fi, b[i].fi
-		if x == nil || y == nil {
-			if x != y {
-				return false
-			}
-			continue
-		}
-		if !os.SameFile(x, y) || x.Size() != y.Size() || !x.ModTime().Equal(y.ModTime()) {
-			return false
-		}
-	}
-	return true
+	s.files.Watch(ctx, s.opts.WatchInterval, func() {
+		s.log.Info().Msg("TLS files changed on disk; reloading")
+		_ = s.Reload() // logged by Reload
+	})
 }
