@@ -183,6 +183,9 @@ func (s *StaticDir) scan() string {
 		fmt.Fprintf(&b, "%v\n", err)
 	}
 	for _, e := range entries {
+		if hidden(e.Name()) {
+			continue
+		}
 		p := filepath.Join(s.dir, e.Name())
 		if fi := add(p); fi != nil && fi.IsDir() {
 			files, err := os.ReadDir(p)
@@ -223,7 +226,14 @@ func (s *StaticDir) load() (*confData, error) {
 		return nil, fmt.Errorf("global configuration directory %s has an empty %s file", s.dir, instanceIdentifierFile)
 	}
 	mainName := instanceDirName(d.instance)
-	if err := s.loadMain(d, filepath.Join(s.dir, mainName)); err != nil {
+	mainDir := filepath.Join(s.dir, mainName)
+	// A downloaded folder is a link to one generation of files, replaced
+	// as a whole (diskset.go): resolve it once, so the files read belong
+	// to one set even if the link moves meanwhile.
+	if p, err := filepath.EvalSymlinks(mainDir); err == nil {
+		mainDir = p
+	}
+	if err := s.loadMain(d, mainDir); err != nil {
 		return nil, err
 	}
 	entries, err := os.ReadDir(s.dir)
@@ -231,7 +241,7 @@ func (s *StaticDir) load() (*confData, error) {
 		return nil, fmt.Errorf("read global configuration directory: %w", err)
 	}
 	for _, e := range entries {
-		if e.Name() == mainName {
+		if e.Name() == mainName || hidden(e.Name()) {
 			continue
 		}
 		p := filepath.Join(s.dir, e.Name())
@@ -242,6 +252,11 @@ func (s *StaticDir) load() (*confData, error) {
 	d.loadedAt = s.now()
 	return d, nil
 }
+
+// hidden names are not instance folders: the downloader's generations
+// (.sets) and temporary files start with a dot, which no escaped instance
+// identifier of a real instance does.
+func hidden(name string) bool { return strings.HasPrefix(name, ".") }
 
 // loadMain reads the main instance's folder. Its private and shared
 // parameters must be there and parse; monitoring parameters are optional.
