@@ -1,6 +1,7 @@
 package anchor
 
 import (
+	"path/filepath"
 	"testing"
 )
 
@@ -53,6 +54,43 @@ func FuzzParseMonitoring(f *testing.F) {
 		}
 		if id.Instance == "" || id.MemberClass == "" || id.MemberCode == "" || id.HasSubsystem != (id.Subsystem != "") {
 			t.Fatalf("accepted incomplete monitoring client %+v", id)
+		}
+	})
+}
+
+// FuzzParseDirectory feeds the signed-directory parsers (outer multipart,
+// signature part, signed multipart/mixed) what a source could serve. The
+// seed corpus under testdata/fuzz/FuzzParseDirectory holds a central
+// server's and a configuration proxy's layout.
+func FuzzParseDirectory(f *testing.F) {
+	f.Fuzz(func(t *testing.T, body []byte) {
+		env, err := parseEnvelope(body)
+		if err != nil {
+			if CauseOf(err) != CauseMalformed && CauseOf(err) != CauseBadSignature {
+				t.Fatalf("envelope error with cause %s: %v", CauseOf(err), err)
+			}
+			return
+		}
+		if env.sig == nil || len(env.sig.value) == 0 || env.sig.algorithm == "" || env.sig.certHashAlgorithm == "" || env.innerBoundary == "" {
+			t.Fatalf("accepted incomplete envelope %+v", env)
+		}
+		dir, err := parseSignedData(env.signed, env.innerBoundary)
+		if err != nil {
+			if CauseOf(err) != CauseMalformed {
+				t.Fatalf("directory error with cause %s: %v", CauseOf(err), err)
+			}
+			return
+		}
+		if dir.expire.IsZero() || dir.version < minConfVersion || dir.version > currentConfVersion {
+			t.Fatalf("accepted directory without expiry or version: %+v", dir)
+		}
+		for _, e := range dir.entries {
+			if e.location == "" || len(e.hash) != e.hashAlg.Size() {
+				t.Fatalf("accepted incomplete entry %+v", e)
+			}
+			if name, err := partFileName(e); err == nil && (name == "" || name[0] == '.' || filepath.Base(name) != name) {
+				t.Fatalf("unsafe file name %q accepted", name)
+			}
 		}
 	})
 }

@@ -115,10 +115,10 @@ func NewWith(t testing.TB, alg string, parts []Part) *Source {
 	t.Helper()
 	s := &Source{alg: alg, files: map[string][]byte{}, hits: map[string]int{}, stop: make(chan struct{})}
 	var err error
-	if s.key, s.Cert, err = newKey(alg); err != nil {
+	if s.key, s.Cert, err = newKey(alg, 0); err != nil {
 		t.Fatal(err)
 	}
-	if s.otherKey, s.otherCertDER, err = newKey(alg); err != nil {
+	if s.otherKey, s.otherCertDER, err = newKey(alg, 1); err != nil {
 		t.Fatal(err)
 	}
 	s.st.Parts = parts
@@ -140,20 +140,38 @@ func (s *Source) Close() {
 	s.Server.Close()
 }
 
-func newKey(alg string) (crypto.Signer, []byte, error) {
-	var key crypto.Signer
-	var err error
-	if strings.Contains(alg, "ecdsa") {
-		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	} else {
-		key, err = rsa.GenerateKey(rand.Reader, 2048)
+// Keys are generated once per process (RSA generation costs a good part of
+// a second under the race detector); each source gets certificates of its
+// own, and the second key of a kind signs for UnknownSigner.
+var (
+	keysOnce sync.Once
+	keysErr  error
+	rsaKeys  [2]*rsa.PrivateKey
+	ecKeys   [2]*ecdsa.PrivateKey
+)
+
+func newKey(alg string, i int) (crypto.Signer, []byte, error) {
+	keysOnce.Do(func() {
+		for j := range 2 {
+			var err error
+			if rsaKeys[j], err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+				keysErr = err
+			}
+			if ecKeys[j], err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+				keysErr = err
+			}
+		}
+	})
+	if keysErr != nil {
+		return nil, nil, keysErr
 	}
-	if err != nil {
-		return nil, nil, err
+	var key crypto.Signer = rsaKeys[i]
+	if strings.Contains(alg, "ecdsa") {
+		key = ecKeys[i]
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
+		SerialNumber: big.NewInt(mrand.Int64()),
 		Subject:      pkix.Name{CommonName: "test-conf-signing"},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
