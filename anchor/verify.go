@@ -44,18 +44,18 @@ type sigAlg struct {
 // Signature algorithm URIs of Signature-Algorithm-Id (§2.6): every one
 // upstream recognises.
 var signatureURIs = map[string]sigAlg{
-	"http://www.w3.org/2001/04/xmldsig-more#rsa-sha512":       {sigPKCS1, crypto.SHA512},
-	"http://www.w3.org/2001/04/xmldsig-more#rsa-sha384":       {sigPKCS1, crypto.SHA384},
-	"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256":       {sigPKCS1, crypto.SHA256},
-	"http://www.w3.org/2000/09/xmldsig#rsa-sha1":              {sigPKCS1, crypto.SHA1},
-	"http://www.w3.org/2007/05/xmldsig-more#sha512-rsa-MGF1":  {sigPSS, crypto.SHA512},
-	"http://www.w3.org/2007/05/xmldsig-more#sha384-rsa-MGF1":  {sigPSS, crypto.SHA384},
-	"http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1":  {sigPSS, crypto.SHA256},
-	"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512":     {sigECDSA, crypto.SHA512},
-	"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384":     {sigECDSA, crypto.SHA384},
-	"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256":     {sigECDSA, crypto.SHA256},
-	"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha224":     {sigECDSA, crypto.SHA224},
-	"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1":       {sigECDSA, crypto.SHA1},
+	"http://www.w3.org/2001/04/xmldsig-more#rsa-sha512":      {sigPKCS1, crypto.SHA512},
+	"http://www.w3.org/2001/04/xmldsig-more#rsa-sha384":      {sigPKCS1, crypto.SHA384},
+	"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256":      {sigPKCS1, crypto.SHA256},
+	"http://www.w3.org/2000/09/xmldsig#rsa-sha1":             {sigPKCS1, crypto.SHA1},
+	"http://www.w3.org/2007/05/xmldsig-more#sha512-rsa-MGF1": {sigPSS, crypto.SHA512},
+	"http://www.w3.org/2007/05/xmldsig-more#sha384-rsa-MGF1": {sigPSS, crypto.SHA384},
+	"http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1": {sigPSS, crypto.SHA256},
+	"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512":    {sigECDSA, crypto.SHA512},
+	"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384":    {sigECDSA, crypto.SHA384},
+	"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256":    {sigECDSA, crypto.SHA256},
+	"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha224":    {sigECDSA, crypto.SHA224},
+	"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1":      {sigECDSA, crypto.SHA1},
 }
 
 // digestOf returns the hash named by uri.
