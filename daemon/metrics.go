@@ -22,7 +22,14 @@ type metrics struct {
 	tlsFailures      *prometheus.CounterVec
 	purgeRuns        prometheus.Counter
 	recordsPurged    prometheus.Counter
+	backgroundErrors *prometheus.CounterVec
 }
+
+// Background tasks, as labelled in opmond_background_errors_total.
+const (
+	taskPurge      = "purge"
+	taskGlobalConf = "globalconf"
+)
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -56,6 +63,9 @@ func newMetrics() *metrics {
 		recordsPurged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "opmond_records_purged_total", Help: "Records deleted by the retention purge.",
 		}),
+		backgroundErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opmond_background_errors_total", Help: "Failed runs of background tasks, by task.",
+		}, []string{"task"}),
 	}
 	// Pre-create label values so dashboards see zeros, not gaps.
 	for _, r := range []string{"ok", "error"} {
@@ -69,7 +79,10 @@ func newMetrics() *metrics {
 	for _, r := range []string{"no_certificate", "unknown_certificate", "no_shared_cipher", "other"} {
 		m.tlsFailures.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,
+	for _, task := range []string{taskPurge, taskGlobalConf} {
+		m.backgroundErrors.WithLabelValues(task)
+	}
+	m.reg.MustRegister(m.backgroundErrors, m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,
 		m.storeDuration, m.queryDuration, m.tlsFailures, m.purgeRuns, m.recordsPurged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
