@@ -102,7 +102,9 @@ func writeSet(root, instance string, files []setFile) error {
 }
 
 // removeOldSets deletes the generations of an instance other than the
-// current and the previous one. Failures only leave garbage behind.
+// current and the previous one. Each is first renamed away in one step, so
+// a reader still inside it notices (the folder it resolved is gone) rather
+// than reading a set with files missing. Failures only leave garbage.
 func removeOldSets(sets, name string, keep ...string) {
 	entries, err := os.ReadDir(sets)
 	if err != nil {
@@ -113,7 +115,16 @@ func removeOldSets(sets, name string, keep ...string) {
 		if !strings.HasPrefix(n, name+"-") || n == keep[0] || n == keep[1] {
 			continue
 		}
-		os.RemoveAll(filepath.Join(sets, n))
+		trash := filepath.Join(sets, ".trash-"+n)
+		if os.Rename(filepath.Join(sets, n), trash) == nil {
+			os.RemoveAll(trash)
+		}
+	}
+	// Left over by an interrupted run.
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".trash-") {
+			os.RemoveAll(filepath.Join(sets, e.Name()))
+		}
 	}
 }
 

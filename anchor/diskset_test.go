@@ -44,14 +44,16 @@ func TestWriteSetNoMix(t *testing.T) {
 	if err := writeSet(root, "EE", genFiles(0, base)); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	// Until enough sets were written (fsync is slow on a busy disk).
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	var written int
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for n := 1; ctx.Err() == nil; n++ {
+		defer cancel()
+		for n := 1; n <= 25 && ctx.Err() == nil; n++ {
 			if err := writeSet(root, "EE", genFiles(n, base)); err != nil {
 				t.Error(err)
 				return
@@ -70,7 +72,11 @@ func TestWriteSetNoMix(t *testing.T) {
 				results[0].failed++
 				continue
 			}
-			m, _ := s.MonitoringClient()
+			m, ok := s.MonitoringClient()
+			if !ok {
+				t.Error("mixed set: no monitoring client")
+				return
+			}
 			n, err := strconv.Atoi(m.Subsystem[1:])
 			if err != nil {
 				t.Errorf("monitoring client %v", m)
@@ -115,7 +121,7 @@ func TestWriteSetNoMix(t *testing.T) {
 	}()
 	wg.Wait()
 	t.Logf("%d sets written; StaticDir loads %+v; file reads %+v", written, results[0], results[1])
-	if written < 10 || results[0].ok < 10 || results[1].ok < 10 {
+	if written < 25 || results[0].ok < 10 || results[1].ok < 10 {
 		t.Errorf("too little happened to tell: %d sets, reads %+v", written, results)
 	}
 }

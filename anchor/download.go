@@ -154,7 +154,10 @@ func NewDownloader(opts DownloadOptions) (*Downloader, error) {
 	if slog.GetLevel() < zerolog.WarnLevel {
 		slog = slog.Level(zerolog.WarnLevel)
 	}
-	d.static = NewStaticDir(d.dir, StaticOptions{Logger: slog, Now: d.now})
+	d.static = NewStaticDir(d.dir, StaticOptions{Logger: slog, Now: d.now, Deferred: true})
+	if _, err := os.Stat(filepath.Join(d.dir, instanceDirName(d.anchor.Instance))); err == nil {
+		_ = d.static.Reload() // a set stored by an earlier run
+	}
 	return d, nil
 }
 

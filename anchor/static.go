@@ -41,6 +41,9 @@ type StaticOptions struct {
 	// Now is the clock for load times and for the expiry of other
 	// instances' shared parameters; time.Now if nil.
 	Now func() time.Time
+	// Deferred leaves the first load to the first Reload (the downloader
+	// loads only a directory that holds a stored set).
+	Deferred bool
 }
 
 // StaticDir is global configuration read from a directory as a configuration
@@ -88,7 +91,7 @@ type serverEntry struct {
 	expiry time.Time
 }
 
-// NewStaticDir reads dir at once. A failed load is not an error here: it is
+// NewStaticDir reads dir at once (unless Deferred). A failed load is not an error here: it is
 // logged and Valid reports it.
 func NewStaticDir(dir string, opts StaticOptions) *StaticDir {
 	s := &StaticDir{
@@ -105,7 +108,9 @@ func NewStaticDir(dir string, opts StaticOptions) *StaticDir {
 		s.now = time.Now
 	}
 	s.snap.Store(&snapshot{data: &confData{}, err: errors.New("global configuration not loaded")})
-	_ = s.Reload()
+	if !opts.Deferred {
+		_ = s.Reload()
+	}
 	return s
 }
 
@@ -230,11 +235,16 @@ func (s *StaticDir) load() (*confData, error) {
 	// A downloaded folder is a link to one generation of files, replaced
 	// as a whole (diskset.go): resolve it once, so the files read belong
 	// to one set even if the link moves meanwhile.
-	if p, err := filepath.EvalSymlinks(mainDir); err == nil {
-		mainDir = p
+	linked := false
+	if p, err := filepath.EvalSymlinks(mainDir); err == nil && p != mainDir {
+		mainDir, linked = p, true
 	}
 	if err := s.loadMain(d, mainDir); err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(mainDir); linked && err != nil {
+		// Removed while being read: what was read may lack files.
+		return nil, fmt.Errorf("global configuration set %s was replaced while being read", mainDir)
 	}
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
