@@ -201,6 +201,7 @@ func TestDownloadFailures(t *testing.T) {
 		{anchortest.MissingExpire, nil, CauseMalformed, "global_conf_header_field_missing"},
 		{anchortest.Status500, nil, CauseHTTPStatus, "global_conf_download_url_connection_failure"},
 		{anchortest.Hang, nil, CauseUnreachable, "global_conf_get_version_failed"},
+		{anchortest.Trickle, nil, CauseUnreachable, "global_conf_get_version_failed"},
 	}
 	src := anchortest.New(t, stdParts())
 	e := newDLEnv(t, src)

@@ -50,6 +50,7 @@ const (
 	InstanceMismatch Fault = "instance-mismatch"  // shared parameters name another instance than Content-identifier
 	Status500        Fault = "status-500"         // the directory URL answers 500
 	Hang             Fault = "hang"               // the directory URL never answers
+	Trickle          Fault = "trickle"            // the directory URL answers one byte every 50 ms, never ending
 )
 
 // Key types and signature algorithms a source can sign with (§2.6).
@@ -229,6 +230,21 @@ func (s *Source) serve(w http.ResponseWriter, r *http.Request) {
 			case <-s.stop:
 			}
 			return
+		case Trickle:
+			w.WriteHeader(http.StatusOK)
+			for {
+				if _, err := w.Write([]byte("-")); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					return
+				case <-s.stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
 		case Status500:
 			http.Error(w, "internal error", http.StatusInternalServerError)
 			return
