@@ -80,6 +80,13 @@ listen = "127.0.0.1:%d"
 	if code != 0 {
 		t.Errorf("query with the downloaded monitoring client as default: exit %d, %s", code, errOut)
 	}
+	stopServe(t, done, &stderr)
+}
+
+// stopServe sends the process SIGTERM and requires serve (whose exit code
+// arrives on done) to exit 0.
+func stopServe(t *testing.T, done <-chan int, stderr *bytes.Buffer) {
+	t.Helper()
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

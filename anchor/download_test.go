@@ -158,13 +158,12 @@ func TestDownloadGood(t *testing.T) {
 		t.Errorf("expiry %v, want %v", got, expire2)
 	}
 	// Only the current and the previous generation are kept.
-	sets, _ := os.ReadDir(filepath.Join(e.root, setsDir))
 	for i := 0; i < 3; i++ {
 		if err := d.Reload(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if sets, _ = os.ReadDir(filepath.Join(e.root, setsDir)); len(sets) != 2 {
+	if sets, _ := os.ReadDir(filepath.Join(e.root, setsDir)); len(sets) != 2 {
 		t.Errorf("%d generations kept, want 2", len(sets))
 	}
 	// The monitoring part removed: its file goes, and the client with it.

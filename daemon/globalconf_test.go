@@ -119,13 +119,7 @@ func (e *gcEnv) failureLogged(source, cause string) bool {
 var gcStoreAt = time.Now().Unix() - 600
 
 func storeGCRecords(td *testDaemon, clock *testClock) {
-	mk := func(id, client, provider string) map[string]any {
-		r := jrec("messageId", id)
-		withParty(r, "client", client)
-		withParty(r, "service", provider)
-		r["serviceCode"] = "svc"
-		return r
-	}
+	mk := partyRecord
 	td.storeAt(clock, gcStoreAt,
 		mk("r1", "EE/COM/10000001/CRM", "EE/GOV/70000002/API"),
 		mk("r2", "EE/GOV/70000002", "EE/GOV/70000002/API"),
