@@ -267,7 +267,7 @@ func (d *Downloader) round(ctx context.Context) (err error) {
 	reloaded, err := d.loadAnchorLocked()
 	if err != nil {
 		d.log.Error().Str("anchor", d.anchorPath).Str("cause", string(CauseOf(err))).Err(err).
-			Msg("global configuration download failed; the last good configuration stays in use")
+			Str("in_use", d.inUse()).Msg("global configuration download failed")
 		return err
 	}
 	if reloaded && d.static != nil {
@@ -292,8 +292,19 @@ func (d *Downloader) round(ctx context.Context) (err error) {
 	if len(attempts) > 1 {
 		ev = ev.Strs("attempts", attempts)
 	}
-	ev.Msg("global configuration download failed; the last good configuration stays in use")
+	ev.Str("in_use", d.inUse()).Msg("global configuration download failed")
 	return err
+}
+
+// inUse says what a failed round leaves in use, for its log line.
+func (d *Downloader) inUse() string {
+	if err := d.Valid(d.now()); err != nil {
+		return "none: " + err.Error()
+	}
+	if exp := d.Expiry(); !exp.IsZero() {
+		return "the last good configuration, valid until " + exp.UTC().Format(time.RFC3339)
+	}
+	return "the last good configuration"
 }
 
 // orderedSources is the anchor's sources in their order, with the one

@@ -287,4 +287,10 @@ func TestGlobalConfStoredCopyExpires(t *testing.T) {
 	if status, body := e.readyz(); status != 503 || !strings.Contains(body, "expired") {
 		t.Errorf("readyz after expiry: %d %s", status, body)
 	}
+	// The failed rounds' lines now say nothing usable is left.
+	e.waitMetric(`opmond_globalconf_download_failures_total{cause="http_status"}`,
+		e.metric(`opmond_globalconf_download_failures_total{cause="http_status"}`))
+	if !strings.Contains(e.logs.String(), `"in_use":"none: main private parameters expired at`) {
+		t.Errorf("failed round after expiry does not say the configuration expired:\n%s", e.logs.String())
+	}
 }
