@@ -259,6 +259,9 @@ func (d *Downloader) round(ctx context.Context) (err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return // stopped, not failed: nothing to log or count
+		}
 		d.lastErr.Store(&roundResult{err})
 		if d.onRound != nil {
 			d.onRound(err)
@@ -285,6 +288,9 @@ func (d *Downloader) round(ctx context.Context) (err error) {
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return err
 	}
 	var de *DownloadError
 	errors.As(err, &de)

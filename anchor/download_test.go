@@ -1,12 +1,14 @@
 package anchor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -391,5 +393,53 @@ func TestDownloadAnchorReplaced(t *testing.T) {
 	os.Remove(e.anchor)
 	if err := d.Reload(); !errors.As(err, &de) || de.Code != "anchor_file_not_found" {
 		t.Errorf("missing anchor: %v", err)
+	}
+}
+
+// TestDownloadRunStops: Run downloads at once, again every interval, and
+// returns when its context ends, even during a hanging request, without
+// counting the interrupted round as failed.
+func TestDownloadRunStops(t *testing.T) {
+	src := anchortest.New(t, stdParts())
+	e := newDLEnv(t, src)
+	var rounds, failed atomic.Int32
+	d, err := NewDownloader(DownloadOptions{
+		Anchor: e.anchor, Directory: e.root, Interval: 100 * time.Millisecond,
+		RequestTimeout: time.Minute, Logger: testLogger(t),
+		OnRound: func(err error) {
+			rounds.Add(1)
+			if err != nil {
+				failed.Add(1)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for rounds.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("fewer than 3 rounds")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	src.SetFault(anchortest.Hang)
+	n := src.Hits("/internalconf")
+	for src.Hits("/internalconf") == n {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // inside the hanging request
+	before := rounds.Load()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if rounds.Load() != before || failed.Load() != 0 {
+		t.Errorf("interrupted round counted: %d rounds (%d before), %d failed", rounds.Load(), before, failed.Load())
 	}
 }
