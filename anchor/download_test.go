@@ -443,3 +443,38 @@ func TestDownloadRunStops(t *testing.T) {
 		t.Errorf("interrupted round counted: %d rounds (%d before), %d failed", rounds.Load(), before, failed.Load())
 	}
 }
+
+// TestDownloadOverStaticCopy: switching a directory copied for static mode
+// to download mode. The copy is used until the first round, which replaces
+// its instance folder by a downloaded set.
+func TestDownloadOverStaticCopy(t *testing.T) {
+	src := anchortest.New(t, stdParts())
+	e := newDLEnv(t, src)
+	writeFile(t, filepath.Join(e.root, "instance-identifier"), "EE")
+	exp := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	for _, p := range anchortest.StandardParts("EE", "", "EE/GOV/1/copied") {
+		writeFile(t, filepath.Join(e.root, "EE", p.FileName), string(p.Data))
+		writeFile(t, filepath.Join(e.root, "EE", p.FileName+".metadata"), metadataJSON(p.ID, "EE", exp))
+	}
+	d := e.downloader()
+	if _, ok := d.OwnerOf(serverID("EE/GOV/1/copied")); !ok || d.Valid(e.clock.Now()) != nil {
+		t.Fatal("static copy not used before the first download")
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(e.root, "EE")); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Errorf("instance folder not replaced by a link: %v", err)
+	}
+	if _, ok := d.OwnerOf(serverID("EE/GOV/1/copied")); ok {
+		t.Error("copied configuration still in use")
+	}
+	if _, ok := d.OwnerOf(serverID(dlServer)); !ok {
+		t.Error("downloaded configuration not in use")
+	}
+	// A static-mode reader of the downloaded directory sees the same.
+	s := NewStaticDir(e.root, StaticOptions{Logger: testLogger(t), Now: e.clock.Now})
+	if _, ok := s.OwnerOf(serverID(dlServer)); !ok || s.Valid(e.clock.Now()) != nil {
+		t.Error("downloaded directory not readable in static mode")
+	}
+}

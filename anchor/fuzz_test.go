@@ -1,7 +1,10 @@
 package anchor
 
 import (
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -93,4 +96,31 @@ func FuzzParseDirectory(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDirectorySeedsParse keeps the seed corpus meaningful: every seed is
+// a directory the parsers accept.
+func TestDirectorySeedsParse(t *testing.T) {
+	files, err := filepath.Glob("testdata/fuzz/FuzzParseDirectory/*")
+	if err != nil || len(files) < 3 {
+		t.Fatalf("seeds: %v %v", files, err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "go test fuzz v1\n[]byte(")
+		body, err := strconv.Unquote(strings.TrimSuffix(q, ")"))
+		if !ok || err != nil {
+			t.Fatalf("%s: not a corpus file: %v", f, err)
+		}
+		env, err := parseEnvelope([]byte(body))
+		if err == nil {
+			_, err = parseSignedData(env.signed, env.innerBoundary)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
 }
