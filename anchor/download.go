@@ -506,7 +506,7 @@ func (d *Downloader) getDirectory(ctx context.Context, raw string) (*url.URL, []
 		body, err := d.get(ctx, u.String(), "global_conf_download_url_connection_failure")
 		return u, body, err
 	}
-	for v := currentConfVersion; v >= minConfVersion; v-- {
+	for v := currentConfVersion; ; v-- {
 		vu := *u
 		if vu.RawQuery != "" {
 			vu.RawQuery += "&"
@@ -529,7 +529,6 @@ func (d *Downloader) getDirectory(ctx context.Context, raw string) (*url.URL, []
 		}
 		return &vu, body, nil
 	}
-	panic("unreachable")
 }
 
 // get fetches url and requires a status below 400.
