@@ -150,11 +150,11 @@ func NewDownloader(opts DownloadOptions) (*Downloader, error) {
 	}
 	// The reader's own info lines would repeat every round's; keep its
 	// warnings and errors.
-	slog := d.log
-	if slog.GetLevel() < zerolog.WarnLevel {
-		slog = slog.Level(zerolog.WarnLevel)
+	readerLog := d.log
+	if readerLog.GetLevel() < zerolog.WarnLevel {
+		readerLog = readerLog.Level(zerolog.WarnLevel)
 	}
-	d.static = NewStaticDir(d.dir, StaticOptions{Logger: slog, Now: d.now, Deferred: true})
+	d.static = NewStaticDir(d.dir, StaticOptions{Logger: readerLog, Now: d.now, Deferred: true})
 	if _, err := os.Stat(filepath.Join(d.dir, instanceDirName(d.anchor.Instance))); err == nil {
 		_ = d.static.Reload() // a set stored by an earlier run
 	}

@@ -165,10 +165,6 @@ func TestGlobalConfDownloadE2E(t *testing.T) {
 		e.metric("opmond_globalconf_last_success_timestamp_seconds") < float64(time.Now().Unix()-60) {
 		t.Error("expiry or last success gauge not set")
 	}
-	// opmond query's default --as reads the same directory.
-	if id, ok := monitoringClientOf(e.cfg); !ok || id.String() != monitoringID {
-		t.Errorf("query's default client: %v %v", id, ok)
-	}
 
 	// Each failure keeps the configuration; the next good one is taken up.
 	// The good directory after each failure adds a server owned by
