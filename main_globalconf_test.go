@@ -39,6 +39,7 @@ func TestServeDownloadMode(t *testing.T) {
 host = "127.0.0.1"
 port = %d
 database = "db/op.db"
+records-available-timestamp-offset-seconds = 0
 [global-conf]
 anchor = "configuration-anchor.xml"
 directory = "globalconf"
@@ -76,9 +77,18 @@ listen = "127.0.0.1:%d"
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	code, _, errOut = runCLI(t, "query", "--config", cfg, "--from", "0", "--to", strconv.FormatInt(time.Now().Unix()-120, 10))
-	if code != 0 {
-		t.Errorf("query with the downloaded monitoring client as default: exit %d, %s", code, errOut)
+	// A record of two other parties: only a privileged client sees it.
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/store_data", ports[0]), "application/json",
+		strings.NewReader(`{"records":[{"securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true,`+
+			`"clientXRoadInstance":"EE","clientMemberClass":"COM","clientMemberCode":"1","serviceXRoadInstance":"EE","serviceMemberClass":"COM","serviceMemberCode":"2","serviceCode":"s"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	time.Sleep(1100 * time.Millisecond) // answers end one second before now
+	code, out, errOut = runCLI(t, "query", "--config", cfg, "--from", "0", "--to", strconv.FormatInt(time.Now().Unix()+1, 10))
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"clientMemberCode":"1"`) {
+		t.Errorf("query as the downloaded monitoring client (the default): exit %d, %q, %s", code, out, errOut)
 	}
 	stopServe(t, done, &stderr)
 }
