@@ -310,6 +310,10 @@ func TestDownloadVariants(t *testing.T) {
 		{"ecdsa-sha384", anchortest.ECDSASHA384, anchortest.State{}, "6"},
 		{"ecdsa-sha512", anchortest.ECDSASHA512, anchortest.State{}, "6"},
 		{"ecdsa raw r||s", anchortest.ECDSASHA256, anchortest.State{RawECDSA: true}, "6"},
+		{"sha-256 hashes", anchortest.RSASHA512, anchortest.State{PartHash: "http://www.w3.org/2001/04/xmlenc#sha256"}, "6"},
+		{"sha-384 hashes", anchortest.RSASHA512, anchortest.State{PartHash: "http://www.w3.org/2001/04/xmldsig-more#sha384"}, "6"},
+		{"sha-224 hashes", anchortest.RSASHA512, anchortest.State{PartHash: "http://www.w3.org/2001/04/xmldsig-more#sha224"}, "6"},
+		{"sha-1 hashes", anchortest.RSASHA512, anchortest.State{PartHash: "http://www.w3.org/2000/09/xmldsig#sha1"}, "6"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

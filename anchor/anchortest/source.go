@@ -13,7 +13,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha512"
+	_ "crypto/sha1"
+	_ "crypto/sha256"
+	_ "crypto/sha512"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -84,6 +86,23 @@ type State struct {
 	ProxyStyle bool  // lower-case names, LF header block, double quotes, millisecond expiry (§2.12)
 	Versions   []int // versions answered (others 404); {6}
 	RawECDSA   bool  // ECDSA signature as raw r‖s instead of DER
+	// PartHash is the digest URI of the parts' hashes and the certificate
+	// hash; SHA-512 if "".
+	PartHash string
+}
+
+var digests = map[string]crypto.Hash{
+	"http://www.w3.org/2001/04/xmlenc#sha512":       crypto.SHA512,
+	"http://www.w3.org/2001/04/xmldsig-more#sha384": crypto.SHA384,
+	"http://www.w3.org/2001/04/xmlenc#sha256":       crypto.SHA256,
+	"http://www.w3.org/2001/04/xmldsig-more#sha224": crypto.SHA224,
+	"http://www.w3.org/2000/09/xmldsig#sha1":        crypto.SHA1,
+}
+
+func digest(uri string, data []byte) string {
+	w := digests[uri].New()
+	w.Write(data)
+	return base64.StdEncoding.EncodeToString(w.Sum(nil))
 }
 
 // Source is a running configuration source.
@@ -307,6 +326,10 @@ func (s *Source) build(st State, v int) ([]byte, error) {
 		inner, outer = boundary(30, false), boundary(30, false)
 		locPrefix = fmt.Sprintf("/PROXY/%d/%s/V%d/%s/", time.Now().UnixMilli(), inst, v, ts)
 	}
+	hashURI := st.PartHash
+	if hashURI == "" {
+		hashURI = sha512URI
+	}
 	files := map[string][]byte{}
 	var sb bytes.Buffer
 	sb.WriteString("--" + inner + crlf)
@@ -319,7 +342,6 @@ func (s *Source) build(st State, v int) ([]byte, error) {
 		if st.Fault == InstanceMismatch && p.ID == "SHARED-PARAMETERS" {
 			data = bytes.Replace(data, []byte("<instanceIdentifier>"+inst+"<"), []byte("<instanceIdentifier>XX<"), 1)
 		}
-		sum := sha512.Sum512(data)
 		served := data
 		if st.Fault == WrongHash && p.ID == "SHARED-PARAMETERS" {
 			served = append(slices.Clip(data), "<!-- changed -->"...)
@@ -331,8 +353,8 @@ func (s *Source) build(st State, v int) ([]byte, error) {
 		sb.WriteString(name("Content-transfer-encoding") + ": base64" + crlf)
 		sb.WriteString(name("Content-identifier") + ": " + p.ID + "; instance=" + quote + inst + quote + crlf)
 		sb.WriteString(name("Content-location") + ": " + loc + crlf)
-		sb.WriteString(name("Hash-algorithm-id") + ": " + sha512URI + crlf + crlf)
-		sb.WriteString(base64.StdEncoding.EncodeToString(sum[:]) + crlf)
+		sb.WriteString(name("Hash-algorithm-id") + ": " + hashURI + crlf + crlf)
+		sb.WriteString(digest(hashURI, data) + crlf)
 	}
 	sb.WriteString("--" + inner + "--" + crlf)
 	signed := sb.Bytes()
@@ -352,10 +374,9 @@ func (s *Source) build(st State, v int) ([]byte, error) {
 		signed = slices.Clone(signed)
 		signed[len(signed)/2] ^= 1
 	}
-	certHash := sha512.Sum512(cert)
-	param := `; hash-algorithm-id="` + sha512URI + `"`
+	param := `; hash-algorithm-id="` + hashURI + `"`
 	if st.ProxyStyle {
-		param = "; hash-algorithm-id=" + sha512URI
+		param = "; hash-algorithm-id=" + hashURI
 	}
 	if st.Fault == NoCertHashParam {
 		param = ""
@@ -373,7 +394,7 @@ func (s *Source) build(st State, v int) ([]byte, error) {
 	b.WriteString(name("Content-Type") + ": application/octet-stream" + crlf)
 	b.WriteString(name("Content-Transfer-Encoding") + ": base64" + crlf)
 	b.WriteString(name("Signature-Algorithm-Id") + ": " + s.alg + crlf)
-	b.WriteString(name("Verification-certificate-hash") + ": " + base64.StdEncoding.EncodeToString(certHash[:]) + param + crlf + crlf)
+	b.WriteString(name("Verification-certificate-hash") + ": " + digest(hashURI, cert) + param + crlf + crlf)
 	b.WriteString(base64.StdEncoding.EncodeToString(sig) + crlf)
 	b.WriteString("--" + outer + "--" + crlf)
 
