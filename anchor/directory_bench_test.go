@@ -1,8 +1,6 @@
 package anchor
 
 import (
-	"io"
-	"net/http"
 	"testing"
 
 	"github.com/opmond/opmond/anchor/anchortest"
@@ -13,15 +11,7 @@ import (
 // any part is fetched.
 func BenchmarkVerifyDirectory(b *testing.B) {
 	src := anchortest.New(b, stdParts())
-	resp, err := http.Get(src.URL + "?version=6")
-	if err != nil {
-		b.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
+	body := []byte(fetchDirectory(b, src))
 	certs := [][]byte{src.Cert}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -14,6 +14,12 @@ func servedDirectory(t testing.TB, st anchortest.State) string {
 	t.Helper()
 	src := anchortest.New(t, stdParts())
 	src.Set(st)
+	return fetchDirectory(t, src)
+}
+
+// fetchDirectory is the version 6 directory src serves.
+func fetchDirectory(t testing.TB, src *anchortest.Source) string {
+	t.Helper()
 	resp, err := http.Get(src.URL + "?version=6")
 	if err != nil {
 		t.Fatal(err)
