@@ -41,6 +41,9 @@ func (d *Daemon) setupDownload(timeout time.Duration) error {
 		},
 	})
 	if err != nil {
+		if anchor.CauseOf(err) == anchor.CauseWrite {
+			return keyError("global-conf.directory", g.Directory, err.Error())
+		}
 		return keyError("global-conf.anchor", g.Anchor, err.Error())
 	}
 	d.metrics.reg.MustRegister(failures, rounds)

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -288,5 +290,38 @@ func TestGlobalConfStoredCopyExpires(t *testing.T) {
 		e.metric(`opmond_globalconf_download_failures_total{cause="http_status"}`))
 	if !strings.Contains(e.logs.String(), `"in_use":"none: main private parameters expired at`) {
 		t.Errorf("failed round after expiry does not say the configuration expired:\n%s", e.logs.String())
+	}
+}
+
+// TestGlobalConfDownloadStartErrors: a missing or malformed anchor, or a
+// directory that cannot be written, stops the daemon at start with one
+// line naming the key.
+func TestGlobalConfDownloadStartErrors(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := anchortest.New(t, nil)
+	good := filepath.Join(dir, "anchor.xml")
+	anchortest.WriteAnchor(t, good, "EE", src)
+	bad := filepath.Join(dir, "bad.xml")
+	if err := os.WriteFile(bad, []byte("<configurationAnchor/>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ anchor, directory, key, want string }{
+		{filepath.Join(dir, "missing.xml"), filepath.Join(dir, "gc"), "global-conf.anchor", "anchor_file_not_found"},
+		{bad, filepath.Join(dir, "gc"), "global-conf.anchor", "malformed anchor"},
+		{good, filepath.Join(notDir, "gc"), "global-conf.directory", "not a directory"},
+	} {
+		cfg := testConfig(t, t.TempDir())
+		cfg.GlobalConf.Anchor, cfg.GlobalConf.Directory = tc.anchor, tc.directory
+		ln, aln := mustListen(t), mustListen(t)
+		_, err := New(cfg, Options{LogWriter: io.Discard, Listener: ln, AdminListener: aln})
+		ln.Close()
+		aln.Close()
+		if err == nil || !strings.HasPrefix(err.Error(), tc.key+" = ") || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v", tc.want, err)
+		}
 	}
 }
