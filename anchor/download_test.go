@@ -482,3 +482,21 @@ func TestDownloadOverStaticCopy(t *testing.T) {
 		t.Error("downloaded directory not readable in static mode")
 	}
 }
+
+// TestDownloadPinnedVersion: an anchor URL that names a version is used as
+// is, without probing (§2.1); other query parameters are kept.
+func TestDownloadPinnedVersion(t *testing.T) {
+	src := anchortest.New(t, stdParts())
+	src.Set(anchortest.State{Versions: []int{4, 5}})
+	src.URL += "?x=1&version=4"
+	e := newDLEnv(t, src)
+	if err := e.downloader().Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n := src.Hits("/internalconf"); n != 1 {
+		t.Errorf("%d directory requests, want 1", n)
+	}
+	if m := readMeta(t, filepath.Join(e.root, "EE", "shared-params.xml.metadata")); m.ConfigurationVersion != "4" {
+		t.Errorf("configurationVersion %q", m.ConfigurationVersion)
+	}
+}

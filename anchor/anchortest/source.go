@@ -20,6 +20,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"fmt"
+	"html"
 	"math/big"
 	mrand "math/rand/v2"
 	"net/http"
@@ -463,7 +464,7 @@ func Anchor(instance string, sources ...*Source) []byte {
 	fmt.Fprintf(&b, "  <instanceIdentifier>%s</instanceIdentifier>\n", instance)
 	for _, s := range sources {
 		fmt.Fprintf(&b, "  <source>\n    <downloadURL>%s</downloadURL>\n    <verificationCert>%s</verificationCert>\n  </source>\n",
-			s.URL, base64.StdEncoding.EncodeToString(s.Cert))
+			html.EscapeString(s.URL), base64.StdEncoding.EncodeToString(s.Cert))
 	}
 	b.WriteString("</xr:configurationAnchor>\n")
 	return []byte(b.String())
