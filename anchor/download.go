@@ -600,5 +600,3 @@ func (d *Downloader) LastLoad() time.Time {
 	}
 	return time.Unix(0, ns)
 }
-
-var _ Source = (*Downloader)(nil)
