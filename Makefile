@@ -34,6 +34,8 @@ fuzz:
 	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseAnchor$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseShared$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseMonitoring$$' -fuzztime $(FUZZTIME)
+	# global configuration download: the signed directory parser (large seeds: keep minimising short)
+	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseDirectory$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s
 
 ## lint: gofmt and staticcheck
 lint:

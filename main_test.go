@@ -146,17 +146,7 @@ func TestServeSignals(t *testing.T) {
 	if err := store(); err != nil {
 		t.Fatalf("after SIGHUP: %v", err)
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("daemon did not stop on SIGTERM")
-	}
+	stopServe(t, done, &stderr)
 	db, err := storage.Open(filepath.Join(dir, "db", "op.db"), storage.Options{})
 	if err != nil {
 		t.Fatal(err)

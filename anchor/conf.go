@@ -1,8 +1,13 @@
 // Package anchor reads X-Road global configuration: the configuration anchor
 // file and the directory a configuration client keeps on disk
-// (global-configuration.md §1, §3, §4). The daemon asks it whether the
-// configuration is usable, who owns a security server and who the central
-// monitoring client is.
+// (global-configuration.md §1, §3, §4), and downloads that directory itself
+// from the anchor's sources, verified as upstream's configuration client
+// does (§2). The daemon asks it whether the configuration is usable, who
+// owns a security server and who the central monitoring client is.
+//
+// The signed directory is taken apart with the standard library's MIME
+// readers; only the header parameters they cannot parse (base64 values with
+// '/', '+' and '=') are split by hand.
 package anchor
 
 import (
@@ -41,8 +46,8 @@ type Conf interface {
 }
 
 // Source is a Conf that keeps itself current: the daemon runs Run for its
-// lifetime and calls Reload when asked to (SIGHUP). The static directory
-// reader implements it; the downloader will too.
+// lifetime and calls Reload when asked to. The static directory reader and
+// the downloader implement it.
 type Source interface {
 	Conf
 	// Reload loads the configuration now. A failure is also logged and
@@ -120,4 +125,5 @@ func (standalone) Run(ctx context.Context)                         { <-ctx.Done(
 var (
 	_ Source = standalone{}
 	_ Source = (*StaticDir)(nil)
+	_ Source = (*Downloader)(nil)
 )

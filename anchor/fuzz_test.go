@@ -1,6 +1,10 @@
 package anchor
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -55,4 +59,68 @@ func FuzzParseMonitoring(f *testing.F) {
 			t.Fatalf("accepted incomplete monitoring client %+v", id)
 		}
 	})
+}
+
+// FuzzParseDirectory feeds the signed-directory parsers (outer multipart,
+// signature part, signed multipart/mixed) what a source could serve. The
+// seed corpus under testdata/fuzz/FuzzParseDirectory holds a central
+// server's and a configuration proxy's layout.
+func FuzzParseDirectory(f *testing.F) {
+	f.Fuzz(func(t *testing.T, body []byte) {
+		env, err := parseEnvelope(body)
+		if err != nil {
+			if CauseOf(err) != CauseMalformed && CauseOf(err) != CauseBadSignature {
+				t.Fatalf("envelope error with cause %s: %v", CauseOf(err), err)
+			}
+			return
+		}
+		if env.sig == nil || len(env.sig.value) == 0 || env.sig.algorithm == "" || env.sig.certHashAlgorithm == "" || env.innerBoundary == "" {
+			t.Fatalf("accepted incomplete envelope %+v", env)
+		}
+		dir, err := parseSignedData(env.signed, env.innerBoundary)
+		if err != nil {
+			if CauseOf(err) != CauseMalformed {
+				t.Fatalf("directory error with cause %s: %v", CauseOf(err), err)
+			}
+			return
+		}
+		if dir.expire.IsZero() || dir.version < minConfVersion || dir.version > currentConfVersion {
+			t.Fatalf("accepted directory without expiry or version: %+v", dir)
+		}
+		for _, e := range dir.entries {
+			if e.location == "" || len(e.hash) != e.hashAlg.Size() {
+				t.Fatalf("accepted incomplete entry %+v", e)
+			}
+			if name, err := partFileName(e); err == nil && (name == "" || name[0] == '.' || filepath.Base(name) != name) {
+				t.Fatalf("unsafe file name %q accepted", name)
+			}
+		}
+	})
+}
+
+// TestDirectorySeedsParse keeps the seed corpus meaningful: every seed is
+// a directory the parsers accept.
+func TestDirectorySeedsParse(t *testing.T) {
+	files, err := filepath.Glob("testdata/fuzz/FuzzParseDirectory/*")
+	if err != nil || len(files) < 3 {
+		t.Fatalf("seeds: %v %v", files, err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "go test fuzz v1\n[]byte(")
+		body, err := strconv.Unquote(strings.TrimSuffix(q, ")"))
+		if !ok || err != nil {
+			t.Fatalf("%s: not a corpus file: %v", f, err)
+		}
+		env, err := parseEnvelope([]byte(body))
+		if err == nil {
+			_, err = parseSignedData(env.signed, env.innerBoundary)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
 }

@@ -41,6 +41,9 @@ type StaticOptions struct {
 	// Now is the clock for load times and for the expiry of other
 	// instances' shared parameters; time.Now if nil.
 	Now func() time.Time
+	// Deferred leaves the first load to the first Reload (the downloader
+	// loads only a directory that holds a stored set).
+	Deferred bool
 }
 
 // StaticDir is global configuration read from a directory as a configuration
@@ -88,7 +91,7 @@ type serverEntry struct {
 	expiry time.Time
 }
 
-// NewStaticDir reads dir at once. A failed load is not an error here: it is
+// NewStaticDir reads dir at once (unless Deferred). A failed load is not an error here: it is
 // logged and Valid reports it.
 func NewStaticDir(dir string, opts StaticOptions) *StaticDir {
 	s := &StaticDir{
@@ -105,7 +108,9 @@ func NewStaticDir(dir string, opts StaticOptions) *StaticDir {
 		s.now = time.Now
 	}
 	s.snap.Store(&snapshot{data: &confData{}, err: errors.New("global configuration not loaded")})
-	_ = s.Reload()
+	if !opts.Deferred {
+		_ = s.Reload()
+	}
 	return s
 }
 
@@ -183,6 +188,9 @@ func (s *StaticDir) scan() string {
 		fmt.Fprintf(&b, "%v\n", err)
 	}
 	for _, e := range entries {
+		if hidden(e.Name()) {
+			continue
+		}
 		p := filepath.Join(s.dir, e.Name())
 		if fi := add(p); fi != nil && fi.IsDir() {
 			files, err := os.ReadDir(p)
@@ -223,15 +231,27 @@ func (s *StaticDir) load() (*confData, error) {
 		return nil, fmt.Errorf("global configuration directory %s has an empty %s file", s.dir, instanceIdentifierFile)
 	}
 	mainName := instanceDirName(d.instance)
-	if err := s.loadMain(d, filepath.Join(s.dir, mainName)); err != nil {
+	mainDir := filepath.Join(s.dir, mainName)
+	// A downloaded folder is a link to one generation of files, replaced
+	// as a whole (diskset.go): resolve it once, so the files read belong
+	// to one set even if the link moves meanwhile.
+	linked := false
+	if p, err := filepath.EvalSymlinks(mainDir); err == nil && p != mainDir {
+		mainDir, linked = p, true
+	}
+	if err := s.loadMain(d, mainDir); err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(mainDir); linked && err != nil {
+		// Removed while being read: what was read may lack files.
+		return nil, fmt.Errorf("global configuration set %s was replaced while being read", mainDir)
 	}
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("read global configuration directory: %w", err)
 	}
 	for _, e := range entries {
-		if e.Name() == mainName {
+		if e.Name() == mainName || hidden(e.Name()) {
 			continue
 		}
 		p := filepath.Join(s.dir, e.Name())
@@ -242,6 +262,11 @@ func (s *StaticDir) load() (*confData, error) {
 	d.loadedAt = s.now()
 	return d, nil
 }
+
+// hidden names are not instance folders: the downloader's generations
+// (.sets) and temporary files start with a dot, which no escaped instance
+// identifier of a real instance does.
+func hidden(name string) bool { return strings.HasPrefix(name, ".") }
 
 // loadMain reads the main instance's folder. Its private and shared
 // parameters must be there and parse; monitoring parameters are optional.

@@ -37,6 +37,9 @@ type Options struct {
 	// Listener and AdminListener replace the configured addresses (tests use :0).
 	Listener      net.Listener
 	AdminListener net.Listener
+	// GlobalConfRequestTimeout bounds each request of the global
+	// configuration download; 0 = anchor.DefaultRequestTimeout.
+	GlobalConfRequestTimeout time.Duration
 }
 
 // Daemon is one running opmond.
@@ -51,6 +54,8 @@ type Daemon struct {
 	static  *anchor.StaticDir
 	tls     *tlsconf.Server
 	metrics *metrics
+
+	download *anchor.Downloader // download mode only
 
 	app     *fiber.App
 	conns   connTracker
@@ -96,7 +101,7 @@ func New(cfg *Config, opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.health = NewHealth(cfg.HealthPeriod(), now)
-	if err := d.setupGlobalConf(); err != nil {
+	if err := d.setupGlobalConf(opts.GlobalConfRequestTimeout); err != nil {
 		return nil, err
 	}
 	if err := cfg.checkTLSFiles(); err != nil {
@@ -152,7 +157,7 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (d *Daemon) setupGlobalConf() error {
+func (d *Daemon) setupGlobalConf(downloadTimeout time.Duration) error {
 	g := d.cfg.GlobalConf
 	mode, err := anchor.DetectMode(g.Anchor, g.Directory)
 	if err != nil {
@@ -177,7 +182,8 @@ func (d *Daemon) setupGlobalConf() error {
 			d.log.Warn().Err(err).Msg("global configuration is not valid; queries are answered with the outdated-configuration fault")
 		}
 	case anchor.ModeDownload:
-		return fmt.Errorf("global-conf.anchor = %q: downloading global configuration is not available yet; use a static directory", g.Anchor)
+		ev.Str("anchor", g.Anchor).Int("downloadIntervalSeconds", g.DownloadIntervalSeconds).Msg("global configuration")
+		return d.setupDownload(downloadTimeout)
 	}
 	return nil
 }
@@ -242,6 +248,9 @@ func (d *Daemon) Start() {
 	}
 	if d.static != nil {
 		d.goRun("globalconf reload", func() { d.static.Run(ctx) })
+	}
+	if d.download != nil {
+		d.goRun("globalconf download", func() { d.download.Run(ctx) })
 	}
 	if d.tls != nil {
 		d.goRun("tls watch", func() { d.tls.Run(ctx) })

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opmond/opmond/anchor/anchortest"
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/storage"
 )
@@ -89,12 +90,20 @@ func testConfig(t *testing.T, dir string) *Config {
 
 func startDaemon(t *testing.T, cfg *Config, now func() time.Time) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, cfg, Options{Now: now})
+}
+
+// startDaemonWith is startDaemon with more options; listeners and the log
+// writer are set here.
+func startDaemonWith(t *testing.T, cfg *Config, opts Options) *testDaemon {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	ln, aln := mustListen(t), mustListen(t)
 	logs := &syncBuffer{}
-	d, err := New(cfg, Options{Now: now, LogWriter: logs, Listener: ln, AdminListener: aln})
+	opts.LogWriter, opts.Listener, opts.AdminListener = logs, ln, aln
+	d, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +211,16 @@ func jrec(kv ...any) map[string]any {
 	return m
 }
 
+// partyRecord is a record with messageId id between client and provider
+// (slash forms), service code svc.
+func partyRecord(id, client, provider string) map[string]any {
+	r := jrec("messageId", id)
+	withParty(r, "client", client)
+	withParty(r, "service", provider)
+	r["serviceCode"] = "svc"
+	return r
+}
+
 // party adds client or service identifier fields to a record map.
 func withParty(m map[string]any, prefix string, id string) map[string]any {
 	c, err := schema.ParseClientID(id)
@@ -274,22 +293,7 @@ func writeGlobalConf(t testing.TB, root string, expire time.Time, monitoring str
 </xr:conf>`)
 	meta("shared-params.xml", "SHARED-PARAMETERS")
 	if monitoring != "" {
-		c, err := schema.ParseClientID(monitoring)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sub := ""
-		if c.HasSubsystem {
-			sub = "<idf:subsystemCode>" + c.Subsystem + "</idf:subsystemCode>"
-		}
-		write("EE/monitoring-params.xml", fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<xr:conf xmlns:xr="http://x-road.eu/xsd/xroad.xsd" xmlns:idf="http://x-road.eu/xsd/identifiers">
-  <monitoringClient>
-    <monitoringClientId idf:objectType="%s">
-      <idf:xRoadInstance>%s</idf:xRoadInstance><idf:memberClass>%s</idf:memberClass><idf:memberCode>%s</idf:memberCode>%s
-    </monitoringClientId>
-  </monitoringClient>
-</xr:conf>`, c.ObjectType(), c.Instance, c.MemberClass, c.MemberCode, sub))
+		write("EE/monitoring-params.xml", anchortest.MonitoringXML(monitoring))
 		meta("monitoring-params.xml", "MONITORING")
 	}
 }

@@ -28,7 +28,14 @@ type metrics struct {
 	tlsFailures      *prometheus.CounterVec
 	purgeRuns        prometheus.Counter
 	recordsPurged    prometheus.Counter
+	backgroundErrors *prometheus.CounterVec
 }
+
+// Background tasks, as labelled in opmond_background_errors_total.
+const (
+	taskPurge      = "purge"
+	taskGlobalConf = "globalconf"
+)
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -62,6 +69,9 @@ func newMetrics() *metrics {
 		recordsPurged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "opmond_records_purged_total", Help: "Records deleted by the retention purge.",
 		}),
+		backgroundErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opmond_background_errors_total", Help: "Failed runs of background tasks, by task.",
+		}, []string{"task"}),
 	}
 	// Pre-create label values so dashboards see zeros, not gaps.
 	for _, r := range []string{"ok", "error"} {
@@ -80,7 +90,10 @@ func newMetrics() *metrics {
 		ConstLabels: prometheus.Labels{"version": Version, "revision": Commit, "goversion": runtime.Version()},
 	})
 	buildInfo.Set(1)
-	m.reg.MustRegister(buildInfo, m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,
+	for _, task := range []string{taskPurge, taskGlobalConf} {
+		m.backgroundErrors.WithLabelValues(task)
+	}
+	m.reg.MustRegister(buildInfo, m.backgroundErrors, m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,
 		m.storeDuration, m.queryDuration, m.tlsFailures, m.purgeRuns, m.recordsPurged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -35,6 +35,7 @@ func (d *Daemon) purgeOnce(ctx context.Context) {
 	d.metrics.recordsPurged.Add(float64(recs))
 	if err != nil {
 		if ctx.Err() == nil {
+			d.metrics.backgroundErrors.WithLabelValues(taskPurge).Inc()
 			d.log.Error().Err(err).Int64("cutoff", cutoff).Msg("purge failed; the next run tries again")
 		}
 		return

@@ -209,13 +209,7 @@ func TestQueryPagingMax8(t *testing.T) {
 func TestQueryAccess(t *testing.T) {
 	clock := newTestClock(1000)
 	td := queryDaemon(t, clock, nil)
-	mk := func(id, client, provider string) map[string]any {
-		r := jrec("messageId", id)
-		withParty(r, "client", client)
-		withParty(r, "service", provider)
-		r["serviceCode"] = "svc"
-		return r
-	}
+	mk := partyRecord
 	td.storeAt(clock, 1000,
 		mk("r1", "EE/COM/10000001/CRM", "EE/GOV/70000001/MONITORING"),
 		mk("r2", "EE/COM/10000001", "EE/GOV/70000002/API"),
