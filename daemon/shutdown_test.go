@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestShutdownUnderLoad closes the daemon while 8 keep-alive clients store
+// as fast as they can: Close returns without error (no panic in the HTTP
+// server), and every acknowledged record is in the database afterwards.
+func TestShutdownUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.Log.Level = "warn"
+	td := startDaemon(t, cfg, nil)
+	var acked atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 10 * time.Second}
+			defer hc.CloseIdleConnections()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body, _ := json.Marshal(map[string]any{"records": []any{jrec("messageId", fmt.Sprintf("w%d-%d", w, i))}})
+				req, _ := http.NewRequest(http.MethodPost, td.url+"/store_data", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := hc.Do(req)
+				if err != nil {
+					continue // refused or closed after shutdown began
+				}
+				var b bytes.Buffer
+				_, _ = b.ReadFrom(resp.Body)
+				resp.Body.Close()
+				if b.String() == `{"status":"OK"}` {
+					acked.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(150 * time.Millisecond)
+	if err := td.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	td2 := startDaemon(t, testConfig(t, dir), nil)
+	if got := int64(len(td2.all())); got < acked.Load() {
+		t.Fatalf("%d records acknowledged, %d stored", acked.Load(), got)
+	}
+}
