@@ -1,81 +1,210 @@
 package daemon
 
 import (
-	"context"
+	"errors"
 	"net"
+	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 )
 
-// connTracker knows which connections are inside a handler, so shutdown can
-// close all others: fasthttp's own shutdown waits for connections that are
-// blocked reading their first request (clients open spare connections that
-// never send one) until the read timeout.
-type connTracker struct {
-	mu    sync.Mutex
-	conns map[net.Conn]int // open connection → requests in a handler
+// connLimiter wraps a listener (interface.md, "File descriptors"):
+//
+//   - a temporary accept error (EMFILE above all) is retried with a back-off
+//     from 5 ms to 1 s, as net/http does, instead of ending the server;
+//   - at most max connections are open; a new one beyond that closes the
+//     connection idle longest (as nginx reuses keep-alive connections), or is
+//     closed at once when none is idle.
+//
+// Idle means between requests or before the first one; the servers report
+// it through their ConnState hooks (fasthttp's and net/http's have the same
+// states). net/http and fasthttp bound connections only by their timeouts.
+type connLimiter struct {
+	net.Listener
+	name string
+	max  int
+	log  *Logger
+
+	mu        sync.Mutex
+	conns     map[*trackedConn]struct{}
+	acceptErr error // the accept error being retried, nil while accepting
+	evicted   int   // connections closed to admit others (tests, logs)
+	refused   int
 }
 
-func (t *connTracker) track(c net.Conn, s fasthttp.ConnState) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.conns == nil {
-		t.conns = map[net.Conn]int{}
-	}
-	switch s {
-	case fasthttp.StateNew:
-		t.conns[c] = 0
-	case fasthttp.StateClosed, fasthttp.StateHijacked:
-		delete(t.conns, c)
-	}
+func newConnLimiter(ln net.Listener, name string, max int, log *Logger) *connLimiter {
+	return &connLimiter{Listener: ln, name: name, max: max, log: log, conns: map[*trackedConn]struct{}{}}
 }
 
-// middleware marks the connection busy while a handler runs.
-func (t *connTracker) middleware(c *fiber.Ctx) error {
-	conn := c.Context().Conn()
-	t.mu.Lock()
-	if _, ok := t.conns[conn]; ok {
-		t.conns[conn]++
-	}
-	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		if n, ok := t.conns[conn]; ok && n > 0 {
-			t.conns[conn] = n - 1
-		}
-		t.mu.Unlock()
-	}()
-	return c.Next()
+// trackedConn is one admitted connection.
+type trackedConn struct {
+	net.Conn
+	l         *connLimiter
+	once      sync.Once
+	idle      bool // guarded by l.mu
+	idleSince time.Time
 }
 
-// closeWaiting closes connections that are not inside a handler.
-func (t *connTracker) closeWaiting() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for c, busy := range t.conns {
-		if busy == 0 {
-			_ = c.Close()
-			delete(t.conns, c)
-		}
-	}
+// Close removes the connection from its limiter.
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
-// shutdownApp stops accepting and waits for in-flight requests, closing
-// waiting connections as it goes.
-func (d *Daemon) shutdownApp(ctx context.Context) error {
-	done := make(chan error, 1)
-	go func() { done <- d.app.ShutdownWithContext(ctx) }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
+// Accept implements net.Listener.
+func (l *connLimiter) Accept() (net.Conn, error) {
+	var delay time.Duration
+	var failedAt time.Time
 	for {
-		d.conns.closeWaiting()
-		select {
-		case err := <-done:
-			return err
-		case <-tick.C:
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if !temporaryAcceptError(err) {
+				return nil, err
+			}
+			if delay == 0 {
+				delay, failedAt = 5*time.Millisecond, time.Now()
+				l.log.Error().Str("listener", l.name).Err(err).Msg("accept failed; retrying with back-off")
+				l.setAcceptErr(err)
+			} else {
+				delay = min(2*delay, time.Second)
+			}
+			time.Sleep(delay)
+			continue
+		}
+		if delay != 0 {
+			l.log.Warn().Str("listener", l.name).Dur("after", time.Since(failedAt)).Msg("accepting again")
+			l.setAcceptErr(nil)
+			delay = 0
+		}
+		if tc := l.admit(c); tc != nil {
+			return tc, nil
 		}
 	}
+}
+
+// temporaryAcceptError reports errors after which accept works again once
+// resources are free or the client is gone: syscall.Errno.Temporary's list
+// plus memory and buffer shortage, spelled out because net.Error.Temporary
+// is deprecated.
+func temporaryAcceptError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN, syscall.ETIMEDOUT} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (l *connLimiter) setAcceptErr(err error) {
+	l.mu.Lock()
+	l.acceptErr = err
+	l.mu.Unlock()
+}
+
+// down returns the accept error being retried, or nil.
+func (l *connLimiter) down() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acceptErr
+}
+
+// admit registers c, making room if the limiter is full; nil when c was
+// closed instead.
+func (l *connLimiter) admit(c net.Conn) *trackedConn {
+	tc := &trackedConn{Conn: c, l: l, idle: true, idleSince: time.Now()}
+	l.mu.Lock()
+	var victim *trackedConn
+	if len(l.conns) >= l.max {
+		for o := range l.conns {
+			if o.idle && (victim == nil || o.idleSince.Before(victim.idleSince)) {
+				victim = o
+			}
+		}
+		if victim == nil {
+			l.refused++
+			l.mu.Unlock()
+			l.log.Warn().Str("listener", l.name).Int("max", l.max).Str("remote", c.RemoteAddr().String()).
+				Msg("connection limit reached and no connection is idle; new connection closed")
+			_ = c.Close()
+			return nil
+		}
+		delete(l.conns, victim)
+		l.evicted++
+	}
+	l.conns[tc] = struct{}{}
+	l.mu.Unlock()
+	if victim != nil {
+		l.log.Debug().Str("listener", l.name).Str("remote", victim.RemoteAddr().String()).
+			Msg("connection limit reached; closed the connection idle longest")
+		_ = victim.Close()
+	}
+	return tc
+}
+
+// setIdle records a server's view of a connection (possibly a *tls.Conn
+// around a trackedConn).
+func (l *connLimiter) setIdle(c net.Conn, idle bool) {
+	tc := unwrapTracked(c)
+	if tc == nil {
+		return
+	}
+	l.mu.Lock()
+	tc.idle = idle
+	if idle {
+		tc.idleSince = time.Now()
+	}
+	l.mu.Unlock()
+}
+
+func unwrapTracked(c net.Conn) *trackedConn {
+	for c != nil {
+		if tc, ok := c.(*trackedConn); ok {
+			return tc
+		}
+		nc, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = nc.NetConn()
+	}
+	return nil
+}
+
+// fasthttpState is the X-Road server's ConnState hook.
+func (l *connLimiter) fasthttpState(c net.Conn, s fasthttp.ConnState) {
+	switch s {
+	case fasthttp.StateActive:
+		l.setIdle(c, false)
+	case fasthttp.StateIdle:
+		l.setIdle(c, true)
+	}
+}
+
+// httpState is the admin server's ConnState hook.
+func (l *connLimiter) httpState(c net.Conn, s http.ConnState) {
+	switch s {
+	case http.StateActive:
+		l.setIdle(c, false)
+	case http.StateIdle:
+		l.setIdle(c, true)
+	}
+}
+
+// open is the number of admitted connections.
+func (l *connLimiter) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // listenAll listens on every address host resolves to ("localhost" is often
@@ -67,12 +68,20 @@ func newMultiListener(lns []net.Listener) *multiListener {
 }
 
 func (m *multiListener) accept(ln net.Listener) {
+	var delay time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// Out of descriptors is no reason to stop (the connLimiter
+			// above reports it when every address fails alike).
+			if temporaryAcceptError(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(delay):
+					continue
+				case <-m.done:
+					return
+				}
 			}
 			m.errMu.Lock()
 			if m.accErr == nil {
@@ -82,6 +91,7 @@ func (m *multiListener) accept(ln net.Listener) {
 			m.Close()
 			return
 		}
+		delay = 0
 		select {
 		case m.conns <- c:
 		case <-m.done:

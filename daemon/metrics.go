@@ -22,6 +22,7 @@ type metrics struct {
 	tlsFailures      *prometheus.CounterVec
 	purgeRuns        prometheus.Counter
 	recordsPurged    prometheus.Counter
+	backgroundErrors *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -56,6 +57,9 @@ func newMetrics() *metrics {
 		recordsPurged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "opmond_records_purged_total", Help: "Records deleted by the retention purge.",
 		}),
+		backgroundErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opmond_background_errors_total", Help: "Failed runs of background tasks (purge, configuration download), by task.",
+		}, []string{"task"}),
 	}
 	// Pre-create label values so dashboards see zeros, not gaps.
 	for _, r := range []string{"ok", "error"} {
@@ -66,11 +70,12 @@ func newMetrics() *metrics {
 			m.queryRequests.WithLabelValues(op, r)
 		}
 	}
+	m.backgroundErrors.WithLabelValues("purge")
 	for _, r := range []string{"no_certificate", "unknown_certificate", "no_shared_cipher", "other"} {
 		m.tlsFailures.WithLabelValues(r)
 	}
 	m.reg.MustRegister(m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,
-		m.storeDuration, m.queryDuration, m.tlsFailures, m.purgeRuns, m.recordsPurged,
+		m.storeDuration, m.queryDuration, m.tlsFailures, m.purgeRuns, m.recordsPurged, m.backgroundErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

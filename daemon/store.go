@@ -19,6 +19,9 @@ import (
 func (d *Daemon) handleStore(c *fiber.Ctx) error {
 	start := time.Now()
 	err := d.store(c)
+	if errors.Is(err, errBodyTooLarge) {
+		return d.tooLarge(c)
+	}
 	d.metrics.observeStore(err == nil, time.Since(start))
 	return writeStoreAnswer(c, err)
 }
@@ -33,10 +36,17 @@ func (d *Daemon) store(c *fiber.Ctx) error {
 	if !mediaTypeIs(ct, "application/json") {
 		return internalError("Invalid content type " + ct + ", expecting application/json")
 	}
-	body := c.Body()
-	req, err := schema.DecodeStoreRequest(body, schema.DecodeOptions{})
+	b, err := d.readBody(c)
+	defer b.release()
 	if err != nil {
-		d.log.Warn().Str("remote", c.IP()).Int("bytes", len(body)).Err(err).Msg("store request refused")
+		if !errors.Is(err, errBodyTooLarge) {
+			d.log.Warn().Str("remote", c.IP()).Err(err).Msg("store request not read")
+		}
+		return err
+	}
+	req, err := schema.DecodeStoreRequest(b.b, schema.DecodeOptions{})
+	if err != nil {
+		d.log.Warn().Str("remote", c.IP()).Int("bytes", len(b.b)).Err(err).Msg("store request refused")
 		return err
 	}
 	var quarantine []storage.Quarantined

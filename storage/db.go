@@ -55,6 +55,9 @@ func formatString() string { return fmt.Sprintf("%s %d", formatName, formatVersi
 // Options configures a DB.
 type Options struct {
 	Now func() time.Time // clock for monitoringDataTs and receivedAt; nil = time.Now
+	// Fault, when set, is asked before each commit's write and fsync; an
+	// error fails the commit as that system call's error would (tests).
+	Fault func(FaultOp) error
 }
 
 // DB is an open database. Its methods are safe for concurrent use.
@@ -63,8 +66,11 @@ type DB struct {
 	bolt *bolt.DB
 	now  func() time.Time
 
-	mu      sync.Mutex
-	closed  bool
+	fault func(FaultOp) error
+
+	mu        sync.Mutex
+	closed    bool
+	commitErr error // of the last commit (CommitErr)
 	ops     sync.WaitGroup // calls in progress
 	closing sync.Once
 	cerr    error
@@ -107,6 +113,7 @@ func Open(path string, opts Options) (*DB, error) {
 		path:          path,
 		bolt:          bdb,
 		now:           opts.Now,
+		fault:         opts.Fault,
 		reqs:          make(chan *writeReq),
 		stop:          make(chan struct{}),
 		committerDone: make(chan struct{}),

@@ -1,0 +1,150 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"golang.org/x/sync/semaphore"
+)
+
+// Request bodies are read by the handlers from fasthttp's body stream, not
+// buffered by the server, so that every byte held is first counted against
+// max-inflight-request-bytes (interface.md, "Memory") and an oversized chunked
+// body is refused as it passes max-request-bytes.
+
+// budgetWait is how long a request waits for room in the budget.
+const budgetWait = 10 * time.Second
+
+// chunkStep is the first allocation for a body of unknown length; it doubles.
+const chunkStep = 64 << 10
+
+var (
+	errBodyTooLarge = errors.New("request body too large")
+	errBusy         = errors.New("server busy: the request bodies being received exceed max-inflight-request-bytes; try again later")
+)
+
+// bodyBudget is the weighted semaphore of max-inflight-request-bytes.
+// It is fair (first come, first served), so a large body is not starved by
+// small ones.
+type bodyBudget struct {
+	sem  *semaphore.Weighted
+	wait time.Duration
+	// done ends every wait when the daemon shuts down.
+	done context.Context
+}
+
+func newBodyBudget(bytes int64, done context.Context) *bodyBudget {
+	return &bodyBudget{sem: semaphore.NewWeighted(bytes), wait: budgetWait, done: done}
+}
+
+func (b *bodyBudget) acquire(n int64) error {
+	ctx, cancel := context.WithTimeout(b.done, b.wait)
+	defer cancel()
+	if err := b.sem.Acquire(ctx, n); err != nil {
+		return errBusy
+	}
+	return nil
+}
+
+// body is a request body read under the budget; release returns its bytes.
+type body struct {
+	b    []byte
+	held int64
+	bb   *bodyBudget
+}
+
+func (x *body) release() {
+	if x.held > 0 {
+		x.bb.sem.Release(x.held)
+		x.held = 0
+	}
+	x.b = nil
+}
+
+// readBody reads the request body, at most limit bytes: errBodyTooLarge
+// beyond that (before reading it when the length is declared), errBusy when
+// the budget has no room within budgetWait.
+func (d *Daemon) readBody(c *fiber.Ctx) (*body, error) {
+	limit := d.cfg.OpMonitor.MaxRequestBytes
+	x := &body{bb: d.budget}
+	stream := c.Context().RequestBodyStream()
+	n := int64(c.Request().Header.ContentLength())
+	if stream == nil {
+		n = 0 // no body at all (fasthttp has nothing to stream)
+	}
+	switch {
+	case n > limit:
+		return x, errBodyTooLarge
+	case n == 0:
+		return x, nil
+	case n > 0:
+		if err := d.budget.acquire(n); err != nil {
+			return x, err
+		}
+		x.held = n
+		x.b = make([]byte, n)
+		if _, err := io.ReadFull(stream, x.b); err != nil {
+			x.release()
+			return x, fmt.Errorf("read request body: %w", err)
+		}
+		return x, nil
+	}
+	// Unknown length (chunked): room is taken before each allocation.
+	for {
+		if len(x.b) == cap(x.b) {
+			if int64(len(x.b)) > limit {
+				x.release()
+				return x, errBodyTooLarge
+			}
+			grow := max(int64(cap(x.b)), chunkStep)
+			grow = min(grow, limit+1-int64(cap(x.b)))
+			if err := d.budget.acquire(grow); err != nil {
+				x.release()
+				return x, err
+			}
+			x.held += grow
+			nb := make([]byte, len(x.b), int64(cap(x.b))+grow)
+			copy(nb, x.b)
+			x.b = nb
+		}
+		m, err := stream.Read(x.b[len(x.b):cap(x.b)])
+		x.b = x.b[:len(x.b)+m]
+		if errors.Is(err, io.EOF) {
+			if int64(len(x.b)) > limit {
+				x.release()
+				return x, errBodyTooLarge
+			}
+			return x, nil
+		}
+		if err != nil {
+			x.release()
+			return x, fmt.Errorf("read request body: %w", err)
+		}
+	}
+}
+
+// tooLarge answers a body over max-request-bytes with 413 and the
+// endpoint's own error body (interface.md); the connection is closed since
+// the rest of the body is not read.
+func (d *Daemon) tooLarge(c *fiber.Ctx) error {
+	limit := d.cfg.OpMonitor.MaxRequestBytes
+	d.log.Warn().Str("path", c.Path()).Str("remote", c.IP()).Int64("limit", limit).Msg("request body too large")
+	c.Context().SetConnectionClose()
+	c.Status(fiber.StatusRequestEntityTooLarge)
+	switch c.Path() {
+	case "/store_data":
+		d.metrics.observeStore(false, 0)
+		c.Set(fiber.HeaderContentType, "application/json;charset=utf-8")
+		return c.SendString(tooLargeStore(limit))
+	case "/query_data":
+		d.metrics.observeQuery(opOther, false, 0)
+		c.Set(fiber.HeaderContentType, "text/xml;charset=utf-8")
+		c.Set("SOAPAction", "")
+		return c.Send(tooLargeQuery(limit))
+	}
+	return nil
+}
