@@ -70,10 +70,10 @@ type DB struct {
 
 	mu        sync.Mutex
 	closed    bool
-	commitErr error // of the last commit (CommitErr)
-	ops     sync.WaitGroup // calls in progress
-	closing sync.Once
-	cerr    error
+	commitErr error          // of the last commit (CommitErr)
+	ops       sync.WaitGroup // calls in progress
+	closing   sync.Once
+	cerr      error
 
 	// perCall makes Store and Import write in their own transaction instead
 	// of handing over to the committer; kept for the benchmark comparison.
