@@ -529,19 +529,17 @@ func peakRSS(t *testing.T, pid int) int64 {
 
 // TestBinaryChunkedTooLarge: a chunked body that passes max-request-bytes
 // is answered with 413 and the endpoint's own body while it is still
-// arriving, on both endpoints, and counted in the metrics.
+// arriving (its end never comes), on both endpoints, counted in the metrics
+// and logged with its path.
 func TestBinaryChunkedTooLarge(t *testing.T) {
 	p := startOpmond(t, t.TempDir(), "max-request-bytes = 1048576")
 	for _, tc := range []struct{ path, ctype, want string }{
 		{"/store_data", "application/json", `{"status":"Error","errorMessage":"request body exceeds 1048576 bytes"}`},
 		{"/query_data", "text/xml", "<faultstring>request body exceeds 1048576 bytes</faultstring>"},
 	} {
-		status, body, sent := chunkedFlood(t, strings.TrimPrefix(p.url, "http://"), tc.path, tc.ctype)
+		status, body := chunkedFlood(t, strings.TrimPrefix(p.url, "http://"), tc.path, tc.ctype)
 		if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, tc.want) {
 			t.Errorf("%s: %d %q", tc.path, status, body)
-		}
-		if sent > 8<<20 {
-			t.Errorf("%s: %d bytes sent before the answer", tc.path, sent)
 		}
 	}
 	_, metrics := p.get("/metrics")
@@ -555,47 +553,33 @@ func TestBinaryChunkedTooLarge(t *testing.T) {
 	}
 }
 
-// chunkedFlood sends an endless chunked body until the answer arrives and
-// returns its status, body and the bytes sent.
-func chunkedFlood(t *testing.T, addr, path, ctype string) (int, string, int64) {
+// chunkedFlood sends a chunked body that never ends: 1 MiB beyond the
+// limit, then nothing more; a daemon that waited for the end of the body
+// would never answer.
+func chunkedFlood(t *testing.T, addr, path, ctype string) (int, string) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n", path, ctype)
-	var sent int64
-	var mu sync.Mutex
-	stop := make(chan struct{})
 	go func() {
 		chunk := []byte(fmt.Sprintf("%x\r\n%s\r\n", 32<<10, strings.Repeat(" ", 32<<10)))
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			n, err := c.Write(chunk)
-			mu.Lock()
-			sent += int64(n)
-			mu.Unlock()
-			if err != nil {
+		for sent := 0; sent < 2<<20; sent += len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
 				return
 			}
 		}
 	}()
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	close(stop)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	mu.Lock()
-	defer mu.Unlock()
-	return resp.StatusCode, string(b), sent
+	return resp.StatusCode, string(b)
 }
 
 func median(d []time.Duration) time.Duration {

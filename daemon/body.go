@@ -32,29 +32,39 @@ var (
 // small ones.
 type bodyBudget struct {
 	sem  *semaphore.Weighted
+	size int64
 	wait time.Duration
 	// done ends every wait when the daemon shuts down.
 	done context.Context
 }
 
 func newBodyBudget(bytes int64, done context.Context) *bodyBudget {
-	return &bodyBudget{sem: semaphore.NewWeighted(bytes), wait: budgetWait, done: done}
-}
-
-func (b *bodyBudget) acquire(n int64) error {
-	ctx, cancel := context.WithTimeout(b.done, b.wait)
-	defer cancel()
-	if err := b.sem.Acquire(ctx, n); err != nil {
-		return errBusy
-	}
-	return nil
+	return &bodyBudget{sem: semaphore.NewWeighted(bytes), size: bytes, wait: budgetWait, done: done}
 }
 
 // body is a request body read under the budget; release returns its bytes.
 type body struct {
-	b    []byte
-	held int64
-	bb   *bodyBudget
+	b      []byte
+	held   int64
+	weight int64
+	bb     *bodyBudget
+}
+
+// take counts n more bytes of body, weight times; one request never holds
+// more than the whole budget, so that any body within max-request-bytes
+// gets in eventually.
+func (x *body) take(n int64) error {
+	n = min(n*x.weight, x.bb.size-x.held)
+	if n <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(x.bb.done, x.bb.wait)
+	defer cancel()
+	if err := x.bb.sem.Acquire(ctx, n); err != nil {
+		return errBusy
+	}
+	x.held += n
+	return nil
 }
 
 func (x *body) release() {
@@ -65,12 +75,22 @@ func (x *body) release() {
 	x.b = nil
 }
 
-// readBody reads the request body, at most limit bytes: errBodyTooLarge
+// readBody reads the request body, at most max-request-bytes: errBodyTooLarge
 // beyond that (before reading it when the length is declared), errBusy when
-// the budget has no room within budgetWait.
-func (d *Daemon) readBody(c *fiber.Ctx) (*body, error) {
+// the budget has no room within budgetWait. weight is what the request
+// holds per body byte until release: a store's decoded records take about
+// three times the bytes of their JSON, and they are what fills memory.
+func (d *Daemon) readBody(c *fiber.Ctx, weight int64) (_ *body, err error) {
+	defer func() {
+		if errors.Is(err, errBodyTooLarge) || errors.Is(err, errBusy) {
+			// The rest of the body is not read: answer, then close, with
+			// time for the client to read the answer (lingerClose).
+			c.Context().SetConnectionClose()
+			lingerOnClose(c.Context().Conn())
+		}
+	}()
 	limit := d.cfg.OpMonitor.MaxRequestBytes
-	x := &body{bb: d.budget}
+	x := &body{bb: d.budget, weight: weight}
 	stream := c.Context().RequestBodyStream()
 	n := int64(c.Request().Header.ContentLength())
 	if stream == nil {
@@ -82,10 +102,9 @@ func (d *Daemon) readBody(c *fiber.Ctx) (*body, error) {
 	case n == 0:
 		return x, nil
 	case n > 0:
-		if err := d.budget.acquire(n); err != nil {
+		if err := x.take(n); err != nil {
 			return x, err
 		}
-		x.held = n
 		x.b = make([]byte, n)
 		if _, err := io.ReadFull(stream, x.b); err != nil {
 			x.release()
@@ -102,11 +121,10 @@ func (d *Daemon) readBody(c *fiber.Ctx) (*body, error) {
 			}
 			grow := max(int64(cap(x.b)), chunkStep)
 			grow = min(grow, limit+1-int64(cap(x.b)))
-			if err := d.budget.acquire(grow); err != nil {
+			if err := x.take(grow); err != nil {
 				x.release()
 				return x, err
 			}
-			x.held += grow
 			nb := make([]byte, len(x.b), int64(cap(x.b))+grow)
 			copy(nb, x.b)
 			x.b = nb
@@ -134,6 +152,7 @@ func (d *Daemon) tooLarge(c *fiber.Ctx) error {
 	limit := d.cfg.OpMonitor.MaxRequestBytes
 	d.log.Warn().Str("path", c.Path()).Str("remote", c.IP()).Int64("limit", limit).Msg("request body too large")
 	c.Context().SetConnectionClose()
+	lingerOnClose(c.Context().Conn())
 	c.Status(fiber.StatusRequestEntityTooLarge)
 	switch c.Path() {
 	case "/store_data":

@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,18 +46,44 @@ type trackedConn struct {
 	net.Conn
 	l         *connLimiter
 	once      sync.Once
+	linger    atomic.Bool
 	idle      bool // guarded by l.mu
 	idleSince time.Time
 }
 
-// Close removes the connection from its limiter.
+// Lingering bounds: what a client still sending a refused body gets to
+// read its answer.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 64 << 20
+)
+
+// Close removes the connection from its limiter. A connection whose
+// request body was refused unread lingers first: closing a socket with
+// unread data sends a reset, which makes the client's kernel drop the answer
+// it has not read yet; so the write side is shut down (the client sees the
+// end of the answer) and what still arrives is discarded for a moment, as
+// net/http does.
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
 		c.l.mu.Lock()
 		delete(c.l.conns, c)
 		c.l.mu.Unlock()
+		if tcp, ok := c.Conn.(*net.TCPConn); ok && c.linger.Load() {
+			_ = tcp.CloseWrite()
+			_ = tcp.SetReadDeadline(time.Now().Add(lingerTime))
+			_, _ = io.CopyN(io.Discard, tcp, lingerBytes)
+		}
 	})
 	return c.Conn.Close()
+}
+
+// lingerOnClose marks the connection under c (as a server sees it) for a
+// lingering close.
+func lingerOnClose(c net.Conn) {
+	if tc := unwrapTracked(c); tc != nil {
+		tc.linger.Store(true)
+	}
 }
 
 // Accept implements net.Listener.
@@ -148,7 +176,8 @@ func (l *connLimiter) admit(c net.Conn) *trackedConn {
 	if victim != nil {
 		l.log.Debug().Str("listener", l.name).Str("remote", victim.RemoteAddr().String()).
 			Msg("connection limit reached; closed the connection idle longest")
-		_ = victim.Close()
+		_ = victim.Conn.Close() // never lingers: accepting must not wait
+		victim.once.Do(func() {})
 	}
 	return tc
 }

@@ -414,6 +414,11 @@ func Run(ctx context.Context, cfg *Config, reload <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	return d.run(ctx, reload)
+}
+
+// run serves until ctx is cancelled or a listener fails.
+func (d *Daemon) run(ctx context.Context, reload <-chan struct{}) error {
 	d.Start()
 	for {
 		select {

@@ -89,12 +89,20 @@ func testConfig(t *testing.T, dir string) *Config {
 
 func startDaemon(t *testing.T, cfg *Config, now func() time.Time) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, cfg, Options{Now: now})
+}
+
+// startDaemonWith is startDaemon with more options; listeners and the log
+// writer are the test's own.
+func startDaemonWith(t *testing.T, cfg *Config, opts Options) *testDaemon {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	ln, aln := mustListen(t), mustListen(t)
 	logs := &syncBuffer{}
-	d, err := New(cfg, Options{Now: now, LogWriter: logs, Listener: ln, AdminListener: aln})
+	opts.LogWriter, opts.Listener, opts.AdminListener = logs, ln, aln
+	d, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func (d *Daemon) query(c *fiber.Ctx) (string, *queryFault) {
 		return opOther, &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultGlobalConfOutdated,
 			String: "Global configuration is expired"}}
 	}
-	b, err := d.readBody(c)
+	b, err := d.readBody(c, 1)
 	defer b.release()
 	if errors.Is(err, errBodyTooLarge) {
 		return opOther, &queryFault{tooLarge: true}

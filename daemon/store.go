@@ -36,7 +36,7 @@ func (d *Daemon) store(c *fiber.Ctx) error {
 	if !mediaTypeIs(ct, "application/json") {
 		return internalError("Invalid content type " + ct + ", expecting application/json")
 	}
-	b, err := d.readBody(c)
+	b, err := d.readBody(c, storeBodyWeight)
 	defer b.release()
 	if err != nil {
 		if !errors.Is(err, errBodyTooLarge) {
@@ -72,6 +72,9 @@ func (d *Daemon) store(c *fiber.Ctx) error {
 	}
 	return nil
 }
+
+// storeBodyWeight: 40 MB of store JSON decode to about 120 MB of records.
+const storeBodyWeight = 4
 
 // upstreamError is an error whose text upstream prefixes with an error
 // reference and category ("[uuid] [SYSTEM] internal_error: ...").
