@@ -34,6 +34,8 @@ fuzz:
 	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseAnchor$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseShared$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseMonitoring$$' -fuzztime $(FUZZTIME)
+	# staying up: the store and query handlers over a real listener
+	$(GO) test ./daemon -run '^$$' -fuzz '^FuzzHTTPHandlers$$' -fuzztime $(FUZZTIME)
 
 ## lint: gofmt and staticcheck
 lint:
