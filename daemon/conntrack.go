@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -143,6 +144,11 @@ func (l *connLimiter) down() error {
 	if l == nil {
 		return nil
 	}
+	if m, ok := l.Listener.(*multiListener); ok {
+		if err := m.acceptErr(); err != nil {
+			return err
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.acceptErr
@@ -236,4 +242,38 @@ func (l *connLimiter) open() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.conns)
+}
+
+// closeIdle closes every idle connection. Shutdown calls it: fasthttp's
+// own shutdown gives a new connection 5 s to send its first request, and
+// clients keep spare connections open that never send one.
+func (l *connLimiter) closeIdle() {
+	l.mu.Lock()
+	var idle []*trackedConn
+	for c := range l.conns {
+		if c.idle {
+			idle = append(idle, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range idle {
+		_ = c.Close()
+	}
+}
+
+// shutdownApp stops the X-Road interface: no new connections, in-flight
+// requests answered, idle connections closed as they become idle.
+func (d *Daemon) shutdownApp(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- d.app.ShutdownWithContext(ctx) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		d.xlim.closeIdle()
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+		}
+	}
 }

@@ -376,7 +376,7 @@ func (d *Daemon) Close() error {
 		defer cancel()
 		var errs []error
 		if d.app != nil {
-			if err := d.app.ShutdownWithContext(ctx); err != nil {
+			if err := d.shutdownApp(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("shut down X-Road interface: %w", err))
 			}
 			// If Close comes before Serve registered the listener, fasthttp's

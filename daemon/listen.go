@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -56,6 +57,9 @@ type multiListener struct {
 	once   sync.Once
 	errMu  sync.Mutex
 	accErr error
+	// tempErr is an accept error being retried (acceptErr), nil once an
+	// accept succeeds.
+	tempErr atomic.Pointer[error]
 }
 
 func newMultiListener(lns []net.Listener) *multiListener {
@@ -72,9 +76,9 @@ func (m *multiListener) accept(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			// Out of descriptors is no reason to stop (the connLimiter
-			// above reports it when every address fails alike).
+			// Out of descriptors is no reason to stop.
 			if temporaryAcceptError(err) {
+				m.tempErr.Store(&err)
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				select {
 				case <-time.After(delay):
@@ -92,6 +96,7 @@ func (m *multiListener) accept(ln net.Listener) {
 			return
 		}
 		delay = 0
+		m.tempErr.Store(nil)
 		select {
 		case m.conns <- c:
 		case <-m.done:
@@ -128,6 +133,14 @@ func (m *multiListener) Close() error {
 		}
 	})
 	return err
+}
+
+// acceptErr is an accept error being retried, or nil.
+func (m *multiListener) acceptErr() error {
+	if p := m.tempErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Addr is the first listener's address.

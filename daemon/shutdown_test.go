@@ -61,3 +61,21 @@ func TestShutdownUnderLoad(t *testing.T) {
 		t.Fatalf("%d records acknowledged, %d stored", acked.Load(), got)
 	}
 }
+
+// TestShutdownSpareConnection: a connection that never sends a request
+// does not hold up Close (fasthttp alone would wait 5 s for it).
+func TestShutdownSpareConnection(t *testing.T) {
+	td := startDaemon(t, testConfig(t, t.TempDir()), nil)
+	c, br := dial(t, td.url)
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if err := td.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Close took %v with a spare connection open", took)
+	}
+	if !closedWithin(c, br, time.Second) {
+		t.Error("the spare connection is still open")
+	}
+}
