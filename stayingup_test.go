@@ -358,7 +358,7 @@ func TestBinaryEMFILE(t *testing.T) {
 		burst = append(burst, c)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.log(), "accept failed; retrying with back-off") {
+	for !strings.Contains(p.log(), "too many open files") {
 		if time.Now().After(deadline) {
 			t.Fatal("the burst did not exhaust the descriptors")
 		}
@@ -379,6 +379,9 @@ func TestBinaryEMFILE(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("stores again %v after the burst closed", time.Since(start))
+	if !strings.Contains(p.log(), `"message":"accepting again"`) {
+		t.Error("no log line says accepting resumed")
+	}
 	if code, body := p.get("/readyz"); code != http.StatusOK {
 		t.Errorf("readyz after recovery: %d %s", code, body)
 	}
