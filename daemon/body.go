@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -18,6 +19,11 @@ import (
 
 // budgetWait is how long a request waits for room in the budget.
 const budgetWait = 10 * time.Second
+
+// gcAfterBytes is the budget held from which a request collects garbage
+// before it releases the budget: a few milliseconds against the seconds a
+// body that large takes to decode and store.
+const gcAfterBytes = 32 << 20
 
 // chunkStep is the first allocation for a body of unknown length; it doubles.
 const chunkStep = 64 << 10
@@ -68,11 +74,17 @@ func (x *body) take(n int64) error {
 }
 
 func (x *body) release() {
+	x.b = nil
 	if x.held > 0 {
+		if x.held >= gcAfterBytes {
+			// Collect this request's garbage before the next large one
+			// allocates: otherwise the two overlap in RSS (the collector
+			// lags behind a heap that grew by hundreds of MB at once).
+			runtime.GC()
+		}
 		x.bb.sem.Release(x.held)
 		x.held = 0
 	}
-	x.b = nil
 }
 
 // readBody reads the request body, at most max-request-bytes: errBodyTooLarge

@@ -49,6 +49,9 @@ func (d *Daemon) store(c *fiber.Ctx) error {
 		d.log.Warn().Str("remote", c.IP()).Int("bytes", len(b.b)).Err(err).Msg("store request refused")
 		return err
 	}
+	// The records are copies: the JSON can go while they are stored (its
+	// budget stays held for them until release).
+	b.b = nil
 	var quarantine []storage.Quarantined
 	if len(req.Rejected) > 0 {
 		quarantine = make([]storage.Quarantined, len(req.Rejected))
