@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -149,6 +150,10 @@ func (d *Daemon) readBody(c *fiber.Ctx, weight int64) (_ *body, err error) {
 				return x, errBodyTooLarge
 			}
 			return x, nil
+		}
+		if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+			x.release()
+			return x, errBodyTooLarge
 		}
 		if err != nil {
 			x.release()

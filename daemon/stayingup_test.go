@@ -428,3 +428,50 @@ func mustLogger(t *testing.T) *Logger {
 	}
 	return l
 }
+
+// TestStoreChunked: the security server sends store bodies chunked; one
+// of exactly max-request-bytes is stored, one byte more is 413.
+func TestStoreChunked(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.OpMonitor.MaxRequestBytes = 300 << 10
+	td := startDaemon(t, cfg, nil)
+	var recs []string
+	size := len(`{"records":[]}`) - 1 // no comma before the first
+	for i := 0; ; i++ {
+		r := fmt.Sprintf(`{"securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true,"messageId":"m%06d"}`, i)
+		if size += len(r) + 1; size > int(cfg.OpMonitor.MaxRequestBytes) {
+			break
+		}
+		recs = append(recs, r)
+	}
+	body := `{"records":[` + strings.Join(recs, ",") + `]}`
+	body += strings.Repeat(" ", int(cfg.OpMonitor.MaxRequestBytes)-len(body)) // exactly the limit
+	post := func(b string) (int, string) {
+		pr, pw := io.Pipe()
+		go func() {
+			for i := 0; i < len(b); i += 1000 {
+				_, _ = pw.Write([]byte(b[i:min(i+1000, len(b))]))
+			}
+			pw.Close()
+		}()
+		req, _ := http.NewRequest(http.MethodPost, td.url+"/store_data", pr)
+		req.Header.Set("Content-Type", "application/json")
+		req.ContentLength, req.TransferEncoding = -1, []string{"chunked"}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		a, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(a)
+	}
+	if status, a := post(body); status != 200 || a != `{"status":"OK"}` {
+		t.Fatalf("chunked body of the limit: %d %s", status, a)
+	}
+	if n := len(td.all()); n != len(recs) {
+		t.Errorf("%d records stored, %d sent", n, len(recs))
+	}
+	if status, a := post(body + " "); status != http.StatusRequestEntityTooLarge || a != `{"status":"Error","errorMessage":"request body exceeds 307200 bytes"}` {
+		t.Errorf("one byte over: %d %s", status, a)
+	}
+}
