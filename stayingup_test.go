@@ -437,9 +437,11 @@ func TestBinaryDiskFull(t *testing.T) {
 	if err != nil || !strings.HasPrefix(answer, `{"status":"Error","errorMessage":"`) || !strings.Contains(answer, "no space left on device") {
 		t.Fatalf("store on a full disk: %s %v", answer, err)
 	}
-	if code, reason := p.get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(reason, "no space left on device") {
+	code, reason := p.get("/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(reason, "no space left on device") {
 		t.Errorf("readyz on a full disk: %d %s", code, reason)
 	}
+	t.Logf("full disk: store %s; readyz %d %s", answer, code, reason)
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +450,7 @@ func TestBinaryDiskFull(t *testing.T) {
 		t.Fatalf("store after space returned: %s %v", answer, err)
 	}
 	acked = append(acked, ids...)
-	if code, reason := p.get("/readyz"); code != http.StatusOK {
+	if code, reason = p.get("/readyz"); code != http.StatusOK {
 		t.Errorf("readyz after space returned: %d %s", code, reason)
 	}
 	if code, _ := p.stop(syscall.SIGTERM); code != 0 {

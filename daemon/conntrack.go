@@ -36,6 +36,8 @@ type connLimiter struct {
 	acceptErr error // the accept error being retried, nil while accepting
 	evicted   int   // connections closed to admit others (tests, logs)
 	refused   int
+	// refusedLogged is when a refusal was last logged.
+	refusedLogged time.Time
 }
 
 func newConnLimiter(ln net.Listener, name string, max int, log *Logger) *connLimiter {
@@ -168,9 +170,17 @@ func (l *connLimiter) admit(c net.Conn) *trackedConn {
 		}
 		if victim == nil {
 			l.refused++
+			// One line a second at most: a flood must not flood the log.
+			logIt := time.Since(l.refusedLogged) >= time.Second
+			if logIt {
+				l.refusedLogged = time.Now()
+			}
+			refused := l.refused
 			l.mu.Unlock()
-			l.log.Warn().Str("listener", l.name).Int("max", l.max).Str("remote", c.RemoteAddr().String()).
-				Msg("connection limit reached and no connection is idle; new connection closed")
+			if logIt {
+				l.log.Warn().Str("listener", l.name).Int("max", l.max).Str("remote", c.RemoteAddr().String()).
+					Int("refusedSoFar", refused).Msg("connection limit reached and no connection is idle; new connection closed")
+			}
 			_ = c.Close()
 			return nil
 		}

@@ -25,6 +25,7 @@ func FuzzHTTPHandlers(f *testing.F) {
 	f.Add(uint8(1), "POST", "text/xml", "SOAPAction: \"\"\r\n", query)
 	f.Add(uint8(1), "POST", "text/xml; charset=UTF-8", "", []byte("<a>"+strings.Repeat("<b>", 100)))
 	f.Add(uint8(2), "PUT", "", "Host: y\r\n", []byte{0, 1, 2})
+	f.Add(uint8(0), "HEAD", "application/json", "", []byte(okStore))
 	f.Add(uint8(0), "POST", "application/json", "", bytes.Repeat([]byte("x"), 5000))
 
 	cfg := Default()
@@ -76,7 +77,7 @@ func FuzzHTTPHandlers(f *testing.F) {
 		fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: %s\r\n%sContent-Length: %d\r\n\r\n",
 			method, path, ctype, hdr.String(), len(body))
 		_, _ = c.Write(body)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
 		if err != nil {
 			t.Fatalf("%s %s: no answer: %v", method, path, err)
 		}
@@ -86,6 +87,8 @@ func FuzzHTTPHandlers(f *testing.F) {
 			t.Fatalf("%s %s: answer cut: %v", method, path, err)
 		}
 		switch {
+		case method == http.MethodHead:
+			// the status and headers of the GET answer, no body
 		case resp.StatusCode == http.StatusBadRequest:
 			// not HTTP the server accepts, or not one of the endpoints
 		case path == "/store_data" && (resp.StatusCode == 200 || resp.StatusCode == 413):
