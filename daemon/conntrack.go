@@ -282,8 +282,29 @@ func (d *Daemon) shutdownApp(ctx context.Context) error {
 		d.xlim.closeIdle()
 		select {
 		case err := <-done:
-			return err
+			if !errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
+			// A client still sending (or not reading) after the drain
+			// timeout gets a closed connection; shutdown itself succeeds.
+			n := d.xlim.closeAll()
+			d.log.Warn().Dur("after", d.drain).Int("connections", n).Msg("requests still running at shutdown; their connections are closed")
+			return nil
 		case <-tick.C:
 		}
 	}
+}
+
+// closeAll closes every connection and returns how many there were.
+func (l *connLimiter) closeAll() int {
+	l.mu.Lock()
+	all := make([]*trackedConn, 0, len(l.conns))
+	for c := range l.conns {
+		all = append(all, c)
+	}
+	l.mu.Unlock()
+	for _, c := range all {
+		_ = c.Close()
+	}
+	return len(all)
 }

@@ -43,6 +43,8 @@ type Options struct {
 	// (tests); zero keeps them.
 	IdleTimeout      time.Duration
 	AdminIdleTimeout time.Duration
+	// DrainTimeout replaces the 30 s Close waits for requests in flight.
+	DrainTimeout time.Duration
 	// DBFault injects storage faults (tests; see storage.Options).
 	DBFault func(storage.FaultOp) error
 }
@@ -51,6 +53,7 @@ type Options struct {
 const (
 	defaultIdleTimeout      = 60 * time.Second
 	defaultAdminIdleTimeout = 30 * time.Second
+	defaultDrainTimeout     = 30 * time.Second
 	adminMaxConnections     = 64
 )
 
@@ -71,6 +74,7 @@ type Daemon struct {
 	ln          net.Listener
 	xlim        *connLimiter // under TLS, so handshakes count too
 	idleTimeout time.Duration
+	drain       time.Duration
 	budget      *bodyBudget
 	admin       *http.Server
 	adminLn     net.Listener
@@ -107,7 +111,7 @@ func New(cfg *Config, opts Options) (_ *Daemon, err error) {
 		now = time.Now
 	}
 	d := &Daemon{cfg: cfg, log: log, now: now, metrics: newMetrics(), failed: make(chan error, 2),
-		idleTimeout: cmp.Or(opts.IdleTimeout, defaultIdleTimeout)}
+		idleTimeout: cmp.Or(opts.IdleTimeout, defaultIdleTimeout), drain: cmp.Or(opts.DrainTimeout, defaultDrainTimeout)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.budget = newBodyBudget(cfg.OpMonitor.MaxInflightBytes, d.ctx)
 	defer func() {
@@ -372,7 +376,7 @@ func (d *Daemon) Close() error {
 		d.closing.Store(true)
 		// Requests waiting for body budget give up now.
 		d.cancel()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), d.drain)
 		defer cancel()
 		var errs []error
 		if d.app != nil {
@@ -384,7 +388,10 @@ func (d *Daemon) Close() error {
 			_ = d.ln.Close()
 		}
 		if d.admin != nil {
-			if err := d.admin.Shutdown(ctx); err != nil {
+			if err := d.admin.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+				d.log.Warn().Dur("after", d.drain).Msg("admin requests still running at shutdown; their connections are closed")
+				_ = d.admin.Close()
+			} else if err != nil {
 				errs = append(errs, fmt.Errorf("shut down admin listener: %w", err))
 			}
 		}

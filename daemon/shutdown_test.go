@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,5 +78,27 @@ func TestShutdownSpareConnection(t *testing.T) {
 	}
 	if !closedWithin(c, br, time.Second) {
 		t.Error("the spare connection is still open")
+	}
+}
+
+// TestShutdownDrainTimeout: a client that stalls mid-body past the drain
+// timeout gets a closed connection, and Close still succeeds.
+func TestShutdownDrainTimeout(t *testing.T) {
+	td := startDaemonWith(t, testConfig(t, t.TempDir()), Options{DrainTimeout: 300 * time.Millisecond})
+	c, br := dial(t, td.url)
+	fmt.Fprintf(c, "POST /store_data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n%s", strings.Repeat(" ", 9000))
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := td.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Close took %v", took)
+	}
+	if !closedWithin(c, br, time.Second) {
+		t.Error("the stalled connection is still open")
+	}
+	if !strings.Contains(td.logs.String(), "requests still running at shutdown") {
+		t.Errorf("log:\n%s", td.logs.String())
 	}
 }
