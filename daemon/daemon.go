@@ -2,6 +2,13 @@
 // query interface, health statistics, the admin listener and the schedulers.
 // Nothing here touches signals or exits the process, so a whole daemon can run
 // inside a test.
+//
+// Two pieces are hand-written for lack of a library that does them: the
+// connection limiter (conntrack.go; golang.org/x/net/netutil.LimitListener
+// makes new connections wait, while the contract wants the idle longest
+// evicted, which needs the servers' view of idleness) and the counted body
+// reader (body.go; fasthttp either buffers a whole body before the handler
+// or streams it uncounted).
 package daemon
 
 import (
