@@ -76,7 +76,9 @@ func (d *Daemon) store(c *fiber.Ctx) error {
 	return nil
 }
 
-// storeBodyWeight: 40 MB of store JSON decode to about 120 MB of records.
+// storeBodyWeight is what a store request holds of the body budget per
+// byte of JSON: the JSON itself and its records, about three times as many
+// bytes once decoded (40 MB → 120 MB).
 const storeBodyWeight = 4
 
 // upstreamError is an error whose text upstream prefixes with an error
