@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/storage"
@@ -591,4 +593,61 @@ func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// TestBinaryListenerFailure: when the store/query listener stops working
+// for good (here its socket is shut down from outside, through a duplicate
+// taken with pidfd_getfd), serve exits 1 with one line naming it.
+func TestBinaryListenerFailure(t *testing.T) {
+	p := startOpmond(t, t.TempDir(), "")
+	_, portStr, _ := net.SplitHostPort(strings.TrimPrefix(p.url, "http://"))
+	port, _ := strconv.Atoi(portStr)
+	pidfd, err := unix.PidfdOpen(p.cmd.Process.Pid, 0)
+	if err != nil {
+		t.Skipf("pidfd_open: %v (needs Linux 5.6)", err)
+	}
+	defer unix.Close(pidfd)
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range fds {
+		target, _ := strconv.Atoi(e.Name())
+		fd, err := unix.PidfdGetfd(pidfd, target, 0)
+		if err != nil {
+			if errors.Is(err, unix.EPERM) {
+				t.Skipf("pidfd_getfd: %v (needs ptrace rights over the daemon)", err)
+			}
+			continue
+		}
+		sa, _ := unix.Getsockname(fd)
+		acc, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		if in4, ok := sa.(*unix.SockaddrInet4); ok && in4.Port == port && acc == 1 {
+			// Shutting down a listening socket ends it for every
+			// descriptor of it: accept fails with EINVAL.
+			if err := unix.Shutdown(fd, unix.SHUT_RDWR); err != nil {
+				t.Fatal(err)
+			}
+			found = true
+		}
+		unix.Close(fd)
+	}
+	if !found {
+		t.Fatal("the listening socket was not found")
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("opmond did not exit:\n%s", p.log())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	lines := strings.Split(strings.TrimSpace(p.log()), "\n")
+	last := lines[len(lines)-1]
+	if want := "opmond: X-Road listener on 127.0.0.1:" + portStr + " cannot serve: "; !strings.HasPrefix(last, want) {
+		t.Errorf("last line %q, want it to start with %q", last, want)
+	}
+	t.Logf("last line: %s", last)
 }
