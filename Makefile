@@ -36,6 +36,8 @@ fuzz:
 	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseMonitoring$$' -fuzztime $(FUZZTIME)
 	# global configuration download: the signed directory parser (large seeds: keep minimising short)
 	$(GO) test ./anchor -run '^$$' -fuzz '^FuzzParseDirectory$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s
+	# staying up: the store and query handlers over a real listener
+	$(GO) test ./daemon -run '^$$' -fuzz '^FuzzHTTPHandlers$$' -fuzztime $(FUZZTIME)
 
 ## lint: gofmt and staticcheck
 lint:

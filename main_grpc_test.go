@@ -4,16 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,34 +23,6 @@ import (
 	"github.com/opmond/opmond/daemon/grpcserver/grpctest"
 	pb "github.com/opmond/opmond/daemon/opmonrpc"
 )
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// opmondBinary builds the real binary once per test run.
-func opmondBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "opmond-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "opmond")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
 
 // grpcConfig writes a configuration with the gRPC interface on loopback.
 func grpcConfig(t *testing.T, dir string, ks grpctest.Store) string {
@@ -75,16 +46,6 @@ level = "info"
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestServeGRPCWrongPassword: serve (the real binary) with a password file
@@ -112,10 +73,13 @@ func TestServeGRPCWrongPassword(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("serve: %v, want exit 1; stderr:\n%s", err, stderr.String())
 	}
-	want := fmt.Sprintf(`opmond: grpc.keystore = %q: wrong password (the XROAD_COMMON_GRPC_INTERNAL_KEYSTORE_PASSWORD of grpc.password-file %q)`, ks.Keystore, ks.PasswordFile)
+	msg := fmt.Sprintf(`grpc.keystore = %q: wrong password (the XROAD_COMMON_GRPC_INTERNAL_KEYSTORE_PASSWORD of grpc.password-file %q)`, ks.Keystore, ks.PasswordFile)
+	want := "opmond: " + msg
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-	if lines[len(lines)-1] != want {
-		t.Errorf("last line %q\nwant      %q", lines[len(lines)-1], want)
+	// serve reports a start-up error as one event in the configured log format.
+	var last struct{ Level, Error string }
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Level != "error" || last.Error != msg {
+		t.Errorf("last line %q\nwant an error event with %q", lines[len(lines)-1], msg)
 	}
 	for _, l := range lines[:len(lines)-1] {
 		if !strings.HasPrefix(l, "{") || strings.Contains(l, "wrong-one") {

@@ -45,7 +45,7 @@ func (e *dlEnv) downloader() *Downloader {
 	e.t.Helper()
 	d, err := NewDownloader(DownloadOptions{
 		Anchor: e.anchor, Directory: e.root, Interval: time.Second,
-		RequestTimeout: 300 * time.Millisecond, Logger: testLogger(e.t), Now: e.clock.Now,
+		RequestTimeout: 2 * time.Second, Logger: testLogger(e.t), Now: e.clock.Now,
 	})
 	if err != nil {
 		e.t.Fatal(err)

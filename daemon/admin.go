@@ -32,6 +32,17 @@ func (d *Daemon) notReady() string {
 	if _, err := d.db.Stats(); err != nil {
 		return "database: " + err.Error()
 	}
+	if err := d.db.CommitErr(); err != nil {
+		return "database: the last commit failed: " + err.Error()
+	}
+	if p := d.failedErr.Load(); p != nil {
+		return (*p).Error()
+	}
+	for _, l := range []*connLimiter{d.xlim, d.alim} {
+		if err := l.down(); err != nil {
+			return l.name + ": accept fails, retrying: " + err.Error()
+		}
+	}
 	if d.gmode != anchor.ModeStandalone {
 		if err := d.gconf.Valid(d.now()); err != nil {
 			return "global configuration: " + err.Error()

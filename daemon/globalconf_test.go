@@ -35,7 +35,7 @@ func startDownloadDaemon(t *testing.T, dir string, clock *testClock, sources ...
 	if len(sources) > 0 {
 		anchortest.WriteAnchor(t, cfg.GlobalConf.Anchor, "EE", sources...)
 	}
-	td := startDaemonWith(t, cfg, Options{Now: clock.Now, GlobalConfRequestTimeout: 300 * time.Millisecond})
+	td := startDaemonWith(t, cfg, Options{Now: clock.Now, GlobalConfRequestTimeout: 2 * time.Second})
 	return &gcEnv{testDaemon: td, t: t, clock: clock, anchor: cfg.GlobalConf.Anchor}
 }
 

@@ -55,11 +55,7 @@ func (d *Daemon) startGRPC(ctx context.Context) {
 	if d.grpc == nil {
 		return
 	}
-	d.goRun("grpc listener", func() {
-		if err := d.grpc.Serve(); err != nil {
-			d.log.Error().Err(err).Msg("gRPC interface stopped")
-		}
-	})
+	d.goServe("gRPC listener", d.grpc.Addr(), d.grpc.Serve)
 	d.goRun("grpc key store watch", func() { d.grpc.Run(ctx) })
 	d.log.Info().Str("listen", d.grpc.Addr().String()).Str("tls", d.cfg.GRPC.TLS).Msg("gRPC interface started")
 }

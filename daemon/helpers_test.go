@@ -94,7 +94,7 @@ func startDaemon(t *testing.T, cfg *Config, now func() time.Time) *testDaemon {
 }
 
 // startDaemonWith is startDaemon with more options; listeners and the log
-// writer are set here.
+// writer are the test's own.
 func startDaemonWith(t *testing.T, cfg *Config, opts Options) *testDaemon {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // listenAll listens on every address host resolves to ("localhost" is often
@@ -55,6 +57,9 @@ type multiListener struct {
 	once   sync.Once
 	errMu  sync.Mutex
 	accErr error
+	// tempErr is an accept error being retried (acceptErr), nil once an
+	// accept succeeds.
+	tempErr atomic.Pointer[error]
 }
 
 func newMultiListener(lns []net.Listener) *multiListener {
@@ -67,12 +72,20 @@ func newMultiListener(lns []net.Listener) *multiListener {
 }
 
 func (m *multiListener) accept(ln net.Listener) {
+	var delay time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// Out of descriptors is no reason to stop.
+			if temporaryAcceptError(err) {
+				m.tempErr.Store(&err)
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(delay):
+					continue
+				case <-m.done:
+					return
+				}
 			}
 			m.errMu.Lock()
 			if m.accErr == nil {
@@ -82,6 +95,8 @@ func (m *multiListener) accept(ln net.Listener) {
 			m.Close()
 			return
 		}
+		delay = 0
+		m.tempErr.Store(nil)
 		select {
 		case m.conns <- c:
 		case <-m.done:
@@ -118,6 +133,14 @@ func (m *multiListener) Close() error {
 		}
 	})
 	return err
+}
+
+// acceptErr is an accept error being retried, or nil.
+func (m *multiListener) acceptErr() error {
+	if p := m.tempErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Addr is the first listener's address.

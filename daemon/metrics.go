@@ -70,7 +70,7 @@ func newMetrics() *metrics {
 			Name: "opmond_records_purged_total", Help: "Records deleted by the retention purge.",
 		}),
 		backgroundErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "opmond_background_errors_total", Help: "Failed runs of background tasks, by task.",
+			Name: "opmond_background_errors_total", Help: "Failed runs of background tasks (purge, configuration download), by task.",
 		}, []string{"task"}),
 	}
 	// Pre-create label values so dashboards see zeros, not gaps.

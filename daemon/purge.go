@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -35,8 +36,7 @@ func (d *Daemon) purgeOnce(ctx context.Context) {
 	d.metrics.recordsPurged.Add(float64(recs))
 	if err != nil {
 		if ctx.Err() == nil {
-			d.metrics.backgroundErrors.WithLabelValues(taskPurge).Inc()
-			d.log.Error().Err(err).Int64("cutoff", cutoff).Msg("purge failed; the next run tries again")
+			d.backgroundError(taskPurge, fmt.Errorf("purge records before %d: %w", cutoff, err))
 		}
 		return
 	}

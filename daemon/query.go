@@ -26,12 +26,16 @@ const (
 type queryFault struct {
 	*schema.SOAPError
 	connClose bool
+	tooLarge  bool // answered with 413 instead (interface.md)
 }
 
 // handleQuery serves POST /query_data (opmon-protocol.md §3–5).
 func (d *Daemon) handleQuery(c *fiber.Ctx) error {
 	start := time.Now()
 	op, fault := d.query(c)
+	if fault != nil && fault.tooLarge {
+		return d.tooLarge(c)
+	}
 	if fault != nil {
 		d.writeFault(c, fault)
 	}
@@ -55,7 +59,15 @@ func (d *Daemon) query(c *fiber.Ctx) (string, *queryFault) {
 		return opOther, &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultGlobalConfOutdated,
 			String: "Global configuration is expired"}}
 	}
-	req, err := schema.ParseQueryRequest(c.Body(), ct)
+	b, err := d.readBody(c, 1)
+	defer b.release()
+	if errors.Is(err, errBodyTooLarge) {
+		return opOther, &queryFault{tooLarge: true}
+	}
+	if err != nil {
+		return opOther, &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError, String: err.Error()}, connClose: true}
+	}
+	req, err := schema.ParseQueryRequest(b.b, ct)
 	if err != nil {
 		var se *schema.SOAPError
 		if !errors.As(err, &se) {

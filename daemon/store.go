@@ -19,6 +19,9 @@ import (
 func (d *Daemon) handleStore(c *fiber.Ctx) error {
 	start := time.Now()
 	err := d.store(c)
+	if errors.Is(err, errBodyTooLarge) {
+		return d.tooLarge(c)
+	}
 	d.metrics.observeStore(err == nil, time.Since(start))
 	return writeStoreAnswer(c, err)
 }
@@ -33,12 +36,22 @@ func (d *Daemon) store(c *fiber.Ctx) error {
 	if !mediaTypeIs(ct, "application/json") {
 		return internalError("Invalid content type " + ct + ", expecting application/json")
 	}
-	body := c.Body()
-	req, err := schema.DecodeStoreRequest(body, schema.DecodeOptions{})
+	b, err := d.readBody(c, storeBodyWeight)
+	defer b.release()
 	if err != nil {
-		d.log.Warn().Str("remote", c.IP()).Int("bytes", len(body)).Err(err).Msg("store request refused")
+		if !errors.Is(err, errBodyTooLarge) {
+			d.log.Warn().Str("remote", c.IP()).Err(err).Msg("store request not read")
+		}
 		return err
 	}
+	req, err := schema.DecodeStoreRequest(b.b, schema.DecodeOptions{})
+	if err != nil {
+		d.log.Warn().Str("remote", c.IP()).Int("bytes", len(b.b)).Err(err).Msg("store request refused")
+		return err
+	}
+	// The records are copies: the JSON can go while they are stored (its
+	// budget stays held for them until release).
+	b.b = nil
 	var quarantine []storage.Quarantined
 	if len(req.Rejected) > 0 {
 		quarantine = make([]storage.Quarantined, len(req.Rejected))
@@ -62,6 +75,11 @@ func (d *Daemon) store(c *fiber.Ctx) error {
 	}
 	return nil
 }
+
+// storeBodyWeight is what a store request holds of the body budget per
+// byte of JSON: the JSON itself and its records, about three times as many
+// bytes once decoded (40 MB → 120 MB).
+const storeBodyWeight = 4
 
 // upstreamError is an error whose text upstream prefixes with an error
 // reference and category ("[uuid] [SYSTEM] internal_error: ...").

@@ -15,13 +15,16 @@ func (d *Daemon) newApp() *fiber.App {
 		CaseSensitive:             true,
 		StrictRouting:             true,
 		DisableDefaultContentType: true,
-		ReadTimeout:               2 * time.Minute,
-		WriteTimeout:              2 * time.Minute,
-		IdleTimeout:               2 * time.Minute,
-		ErrorHandler:              d.errorHandler,
+		// Handlers read bodies themselves, counted (body.go).
+		StreamRequestBody: true,
+		// A request must arrive within the idle timeout, as must the next
+		// one on a kept-alive connection (interface.md).
+		ReadTimeout:  d.idleTimeout,
+		IdleTimeout:  d.idleTimeout,
+		WriteTimeout: 2 * time.Minute,
+		ErrorHandler: d.errorHandler,
 	})
-	app.Server().ConnState = d.conns.track
-	app.Use(d.conns.middleware)
+	app.Server().ConnState = d.xlim.fasthttpState
 	app.All("/store_data", d.handleStore)
 	app.All("/query_data", d.handleQuery)
 	app.Use(func(c *fiber.Ctx) error {
@@ -31,26 +34,12 @@ func (d *Daemon) newApp() *fiber.App {
 	return app
 }
 
-// errorHandler answers what fasthttp refuses before a handler runs: an
-// oversized body gets 413 with the endpoint's own error body (interface.md).
+// errorHandler answers what fasthttp refuses before a handler runs (an
+// oversized body is the handlers' own business, body.go, but stays 413 here).
 func (d *Daemon) errorHandler(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
 	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestEntityTooLarge {
-		limit := d.cfg.OpMonitor.MaxRequestBytes
-		d.log.Warn().Str("path", c.Path()).Int64("limit", limit).Msg("request body too large")
-		c.Status(fiber.StatusRequestEntityTooLarge)
-		switch c.Path() {
-		case "/store_data":
-			d.metrics.observeStore(false, 0)
-			c.Set(fiber.HeaderContentType, "application/json;charset=utf-8")
-			return c.SendString(tooLargeStore(limit))
-		case "/query_data":
-			d.metrics.observeQuery(opOther, false, 0)
-			c.Set(fiber.HeaderContentType, "text/xml;charset=utf-8")
-			c.Set("SOAPAction", "")
-			return c.Send(tooLargeQuery(limit))
-		}
-		return nil
+		return d.tooLarge(c)
 	}
 	d.log.Warn().Err(err).Str("path", c.Path()).Msg("request failed")
 	c.Status(fiber.StatusBadRequest)

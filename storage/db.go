@@ -58,6 +58,9 @@ func formatString() string { return fmt.Sprintf("%s %d", formatName, formatVersi
 // Options configures a DB.
 type Options struct {
 	Now func() time.Time // clock for monitoringDataTs and receivedAt; nil = time.Now
+	// Fault, when set, is asked before each commit's write and fsync; an
+	// error fails the commit as that system call's error would (tests).
+	Fault func(FaultOp) error
 }
 
 // DB is an open database. Its methods are safe for concurrent use.
@@ -66,11 +69,14 @@ type DB struct {
 	bolt *bolt.DB
 	now  func() time.Time
 
-	mu      sync.Mutex
-	closed  bool
-	ops     sync.WaitGroup // calls in progress
-	closing sync.Once
-	cerr    error
+	fault func(FaultOp) error
+
+	mu        sync.Mutex
+	closed    bool
+	commitErr error          // of the last commit (CommitErr)
+	ops       sync.WaitGroup // calls in progress
+	closing   sync.Once
+	cerr      error
 
 	// perCall makes Store and Import write in their own transaction instead
 	// of handing over to the committer; kept for the benchmark comparison.
@@ -110,6 +116,7 @@ func Open(path string, opts Options) (*DB, error) {
 		path:          path,
 		bolt:          bdb,
 		now:           opts.Now,
+		fault:         opts.Fault,
 		reqs:          make(chan *writeReq),
 		stop:          make(chan struct{}),
 		committerDone: make(chan struct{}),

@@ -33,7 +33,7 @@ func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined
 			return records, quarantined, err
 		}
 		var n int
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
+		err := db.update(func(tx *bolt.Tx) error {
 			var err error
 			n, done, err = purgeBlockBatch(tx, end[:])
 			return err
@@ -48,7 +48,7 @@ func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined
 			return records, quarantined, err
 		}
 		var n int
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
+		err := db.update(func(tx *bolt.Tx) error {
 			keys := firstKeysBefore(tx.Bucket(bucketQuarantine), end[:], purgeQuarantine)
 			done = len(keys) < purgeQuarantine
 			n = len(keys)

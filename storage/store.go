@@ -143,7 +143,7 @@ func encodeParallel(chunks [][]schema.Record, out []pendingBlock) {
 // only until the committer has taken the request.
 func (db *DB) write(ctx context.Context, req *writeReq) error {
 	if db.perCall {
-		return db.bolt.Update(func(tx *bolt.Tx) error { return db.apply(tx, []*writeReq{req}) })
+		return db.update(func(tx *bolt.Tx) error { return db.apply(tx, []*writeReq{req}) })
 	}
 	req.done = make(chan error, 1)
 	select {
@@ -175,7 +175,7 @@ func (db *DB) committer() {
 				break drain
 			}
 		}
-		err := db.bolt.Update(func(tx *bolt.Tx) error { return db.apply(tx, group) })
+		err := db.update(func(tx *bolt.Tx) error { return db.apply(tx, group) })
 		for _, r := range group {
 			r.done <- err
 		}
