@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/opmond/opmond/daemon"
+	"github.com/opmond/opmond/daemon/client"
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/tlsconf"
 )
@@ -67,6 +68,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ue usageError
 	var hr helpRequest
 	var rep reportedError
+	var cue client.UsageError
+	if errors.As(err, &cue) {
+		err = usageError{cue.Msg}
+	}
 	switch {
 	case err == nil:
 		return exitOK
@@ -79,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.As(err, &rep):
+	case errors.As(err, &rep), errors.As(err, new(client.ExitError)):
 		return exitError
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "opmond: %s\n", ue.msg)
@@ -256,7 +261,7 @@ func query(args []string, stdout, stderr io.Writer) error {
 	var from, to timestamp
 	fs.Var(&from, "from", "recordsFrom: `TIME` as Unix seconds or RFC 3339 (2026-12-01T08:00:00Z); required without --health")
 	fs.Var(&to, "to", "recordsTo: `TIME` as Unix seconds or RFC 3339; required without --health")
-	client := fs.String("client", "", "service provider filter `ID` (INSTANCE/CLASS/CODE[/SUBSYSTEM]); with --health the filterCriteria client")
+	provider := fs.String("client", "", "service provider filter `ID` (INSTANCE/CLASS/CODE[/SUBSYSTEM]); with --health the filterCriteria client")
 	fields := fs.String("fields", "", "output `FIELDS`, comma-separated (default: all)")
 	as := fs.String("as", "", "querying client `ID` in the SOAP header (default: the central monitoring client of the global configuration)")
 	server := fs.String("server", "", "securityServer header `ID` INSTANCE/CLASS/CODE/SERVERCODE (default: [op-monitor] security-server)")
@@ -264,7 +269,8 @@ func query(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	opts := daemon.QueryOptions{ConfigFile: *cfgPath, URL: *url, Health: *health, Notice: stderr}
+	opts := client.QueryOptions{ConfigFile: *cfgPath, URL: *url, Notice: stderr}
+	opts.Health = *health
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !*health {
@@ -276,8 +282,8 @@ func query(args []string, stdout, stderr io.Writer) error {
 		return usageError{"query: --from, --to and --fields do not go with --health"}
 	}
 	var err error
-	if *client != "" {
-		id, err := schema.ParseClientID(*client)
+	if *provider != "" {
+		id, err := schema.ParseClientID(*provider)
 		if err != nil {
 			return usageError{"query: --client: " + err.Error()}
 		}
@@ -304,8 +310,8 @@ func query(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	err = daemon.RunQuery(context.Background(), opts, stdout)
-	var ue daemon.UsageError
+	err = client.RunQuery(context.Background(), opts, stdout)
+	var ue client.UsageError
 	if errors.As(err, &ue) {
 		return usageError{"query: " + ue.Error()}
 	}

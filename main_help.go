@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -61,13 +62,15 @@ func init() {
 			synopsis: "[--config FILE] --out FILE",
 			about:    "Asks the daemon's admin listener for the snapshot; the daemon keeps serving.",
 			example:  "opmond backup --config /etc/opmond/opmond.toml --out /var/backups/opmond-$(date +%F).db",
-			run:      backupPending},
+			run:      backup},
 		{name: "import", summary: "send records from JSON Lines files to the running daemon",
 			synopsis: "[--config FILE] FILE...",
 			about: "One record per line, as opmond query prints them (monitoringDataTs kept); - reads stdin.\n" +
 				"Prints \"stored N, rejected M\"; each rejected line goes to stderr as FILE:LINE: reason (exit 1).",
 			example: "opmond import --config /etc/opmond/opmond.toml export-*.jsonl",
-			run:     importPending},
+			run: func(args []string, stdout, stderr io.Writer) error {
+				return importFiles(args, os.Stdin, stdout, stderr)
+			}},
 		{name: "compact", summary: "offline: rewrite the database to its live size",
 			synopsis: "--config FILE [--out FILE]",
 			about:    "The daemon must be stopped. Without --out the file is replaced atomically.",

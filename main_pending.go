@@ -14,25 +14,6 @@ func notAvailable(name string) error {
 	return fmt.Errorf("%s: not available in this build", name)
 }
 
-func backupPending(args []string, _, stderr io.Writer) error {
-	fs := newFlags("backup", stderr)
-	configFlag(fs)
-	fs.String("out", "", "write the snapshot to `FILE` (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	return notAvailable("backup")
-}
-
-func importPending(args []string, _, stderr io.Writer) error {
-	fs := newFlags("import", stderr)
-	configFlag(fs)
-	if err := parseFlagsArgs(fs, args); err != nil {
-		return err
-	}
-	return notAvailable("import")
-}
-
 func compactPending(args []string, _, stderr io.Writer) error {
 	fs := newFlags("compact", stderr)
 	configFlag(fs)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opmond/opmond/schema"
 )
 
 // FuzzHTTPHandlers feeds the store and query handlers arbitrary methods,
@@ -18,7 +20,7 @@ import (
 // a panic or a hang. The framing headers are the fuzzer's only where they
 // cannot make the daemon wait for bytes that never come.
 func FuzzHTTPHandlers(f *testing.F) {
-	query := buildQueryRequest(QueryOptions{As: clientOf(ownerID), Server: serverOf(serverID), To: 2000}, 0)
+	query := schema.BuildQueryRequest(schema.QuerySpec{As: clientOf(ownerID), Server: serverOf(serverID), To: 2000}, 0)
 	f.Add(uint8(0), "POST", "application/json", "", []byte(okStore))
 	f.Add(uint8(0), "POST", "application/json; charset=UTF-8", "Accept-Encoding: \r\n", []byte(`{"records":[{"x":1}]}`))
 	f.Add(uint8(0), "GET", "text/plain", "X-A: b\r\n", []byte("{"))

@@ -17,6 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/storage"
 )
 
@@ -163,7 +164,7 @@ func TestBodyBudget(t *testing.T) {
 	if status != 200 || !strings.HasPrefix(string(b), `{"status":"Error","errorMessage":"server busy`) {
 		t.Errorf("store while busy: %d %s", status, b)
 	}
-	query := buildQueryRequest(QueryOptions{As: clientOf(ownerID), Server: serverOf(serverID), To: 2000}, 0)
+	query := schema.BuildQueryRequest(schema.QuerySpec{As: clientOf(ownerID), Server: serverOf(serverID), To: 2000}, 0)
 	status, _, b = td.post("/query_data", "text/xml", query)
 	if status != 200 || !strings.Contains(string(b), "<faultstring>server busy") {
 		t.Errorf("query while busy: %d %s", status, b)
