@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -601,8 +602,11 @@ func TestBinaryListenerFailure(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(p.log()), "\n")
 	last := lines[len(lines)-1]
-	if want := "opmond: X-Road listener on 127.0.0.1:" + portStr + " cannot serve: "; !strings.HasPrefix(last, want) {
-		t.Errorf("last line %q, want it to start with %q", last, want)
+	// One clear line: the exit's error event in the configured log format.
+	var ev struct{ Level, Error string }
+	if want := "X-Road listener on 127.0.0.1:" + portStr + " cannot serve: "; json.Unmarshal([]byte(last), &ev) != nil ||
+		ev.Level != "error" || !strings.HasPrefix(ev.Error, want) {
+		t.Errorf("last line %q, want an error event starting with %q", last, want)
 	}
 	t.Logf("last line: %s", last)
 }

@@ -68,6 +68,6 @@ func (d *Daemon) handleBackup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) backupDone(n int64, snapshot time.Duration, start time.Time) {
-	d.log.Info().Int64("bytes", n).Dur("snapshot", snapshot).Dur("took", time.Since(start)).
+	d.log.Info().Int64("bytes", n).Int64("snapshot_ms", snapshot.Milliseconds()).Int64("took_ms", time.Since(start).Milliseconds()).
 		Float64("snapshotMBps", float64(n)/1e6/max(snapshot.Seconds(), 1e-9)).Msg("backup sent")
 }

@@ -110,7 +110,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			continue
 		}
 		if delay != 0 {
-			l.log.Warn().Str("listener", l.name).Dur("after", time.Since(failedAt)).Msg("accepting again")
+			l.log.Warn().Str("listener", l.name).Int64("after_ms", time.Since(failedAt).Milliseconds()).Msg("accepting again")
 			l.setAcceptErr(nil)
 			delay = 0
 		}
@@ -288,7 +288,7 @@ func (d *Daemon) shutdownApp(ctx context.Context) error {
 			// A client still sending (or not reading) after the drain
 			// timeout gets a closed connection; shutdown itself succeeds.
 			n := d.xlim.closeAll()
-			d.log.Warn().Dur("after", d.drain).Int("connections", n).Msg("requests still running at shutdown; their connections are closed")
+			d.log.Warn().Int64("after_ms", d.drain.Milliseconds()).Int("connections", n).Msg("requests still running at shutdown; their connections are closed")
 			return nil
 		case <-tick.C:
 		}

@@ -418,7 +418,7 @@ func (d *Daemon) Close() error {
 		}
 		if d.admin != nil {
 			if err := d.admin.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
-				d.log.Warn().Dur("after", d.drain).Msg("admin requests still running at shutdown; their connections are closed")
+				d.log.Warn().Int64("after_ms", d.drain.Milliseconds()).Msg("admin requests still running at shutdown; their connections are closed")
 				_ = d.admin.Close()
 			} else if err != nil {
 				errs = append(errs, fmt.Errorf("shut down admin listener: %w", err))
