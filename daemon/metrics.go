@@ -20,8 +20,8 @@ type metrics struct {
 	storeDuration    prometheus.Histogram
 	queryDuration    prometheus.Histogram
 	tlsFailures      *prometheus.CounterVec
-	purgeRuns        prometheus.Counter
-	recordsPurged    prometheus.Counter
+	backgroundErrors *prometheus.CounterVec
+	purge            *purgeMetrics
 }
 
 func newMetrics() *metrics {
@@ -50,12 +50,9 @@ func newMetrics() *metrics {
 		tlsFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "opmond_tls_handshake_failures_total", Help: "Failed TLS handshakes on the X-Road interface, by reason.",
 		}, []string{"reason"}),
-		purgeRuns: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "opmond_purge_runs_total", Help: "Retention purge runs.",
-		}),
-		recordsPurged: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "opmond_records_purged_total", Help: "Records deleted by the retention purge.",
-		}),
+		backgroundErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opmond_background_errors_total", Help: "Failed runs of background tasks, by task.",
+		}, []string{"task"}),
 	}
 	// Pre-create label values so dashboards see zeros, not gaps.
 	for _, r := range []string{"ok", "error"} {
@@ -66,12 +63,14 @@ func newMetrics() *metrics {
 			m.queryRequests.WithLabelValues(op, r)
 		}
 	}
+	m.backgroundErrors.WithLabelValues("purge")
 	for _, r := range []string{"no_certificate", "unknown_certificate", "no_shared_cipher", "other"} {
 		m.tlsFailures.WithLabelValues(r)
 	}
 	m.reg.MustRegister(m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,
-		m.storeDuration, m.queryDuration, m.tlsFailures, m.purgeRuns, m.recordsPurged,
+		m.storeDuration, m.queryDuration, m.tlsFailures, m.backgroundErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.purge = newPurgeMetrics(m.reg)
 	return m
 }
 

@@ -5,20 +5,34 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// Per-transaction limits of Purge, so that a large purge never holds the
-// write lock for long.
+// Bounds of one purge write transaction. A store waits for bbolt's write
+// lock while a purge transaction runs, so each one deletes for at most
+// purgeTxWork (its commit adds one fsync'd write of the touched pages) and
+// at most purgeTxKeys blocks or quarantined records; between two of them
+// the purge sleeps as long as the last one took, which leaves the store
+// committer at least half of the write lock however much is purged.
 const (
-	purgeBlocks     = 1000
-	purgeQuarantine = 10000
+	purgeTxWork  = 2 * time.Millisecond
+	purgeTxKeys  = 1000
+	maxPurgeRest = 50 * time.Millisecond
 )
 
-// Purge deletes records (with their index entries) whose monitoringDataTs < cutoff,
-// and quarantined records with receivedAt < cutoff, in bounded transactions
-// so writers are not blocked for long. Returns records deleted.
+// purgeTxHook, when set by a test, is called after each committed purge
+// transaction with what it deleted, how long it held the write lock and how
+// much of that was its commit.
+var purgeTxHook func(records, quarantined int, held, commit time.Duration)
+
+// Purge deletes the records whose monitoringDataTs < cutoff, with their
+// index entries, and the quarantined records whose receivedAt < cutoff, in
+// many short transactions (see purgeTxWork). The pages it frees are reused
+// by later writes, so a database under a fixed retention stops growing; the
+// file itself never shrinks (Compact does that, offline). It returns the
+// records and quarantined records deleted, also when ctx ends it early.
 func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined int, err error) {
 	if err := db.begin(); err != nil {
 		return 0, 0, err
@@ -28,45 +42,61 @@ func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined
 		return 0, 0, nil
 	}
 	end := makeBlockKey(cutoff, 0)
-	for done := false; !done; {
+	for {
 		if err := ctx.Err(); err != nil {
 			return records, quarantined, err
 		}
-		var n int
+		start := time.Now()
+		var b purgeBatch
+		var locked, worked time.Time
 		err := db.bolt.Update(func(tx *bolt.Tx) error {
-			var err error
-			n, done, err = purgeBlockBatch(tx, end[:])
+			locked = time.Now()
+			b = purgeBatch{deadline: locked.Add(purgeTxWork)}
+			err := b.run(tx, end[:])
+			worked = time.Now()
 			return err
 		})
 		if err != nil {
 			return records, quarantined, fmt.Errorf("purge: %w", err)
 		}
-		records += n
-	}
-	for done := false; !done; {
-		if err := ctx.Err(); err != nil {
-			return records, quarantined, err
+		records += b.records
+		quarantined += b.quarantined
+		if purgeTxHook != nil {
+			purgeTxHook(b.records, b.quarantined, time.Since(locked), time.Since(worked))
 		}
-		var n int
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
-			keys := firstKeysBefore(tx.Bucket(bucketQuarantine), end[:], purgeQuarantine)
-			done = len(keys) < purgeQuarantine
-			n = len(keys)
-			return deleteKeys(tx.Bucket(bucketQuarantine), keys)
-		})
-		if err != nil {
-			return records, quarantined, fmt.Errorf("purge quarantine: %w", err)
+		if b.done {
+			return records, quarantined, nil
 		}
-		quarantined += n
+		rest := time.NewTimer(min(time.Since(start), maxPurgeRest))
+		select {
+		case <-ctx.Done():
+			rest.Stop()
+		case <-rest.C:
+		}
 	}
-	return records, quarantined, nil
 }
 
-// purgeBlockBatch deletes up to purgeBlocks blocks with keys before end and
-// their index entries. done reports that no such block is left.
-func purgeBlockBatch(tx *bolt.Tx, end []byte) (records int, done bool, err error) {
+// purgeBatch is the work of one purge transaction.
+type purgeBatch struct {
+	deadline             time.Time
+	keys                 int // blocks and quarantined records deleted
+	records, quarantined int
+	done                 bool // nothing before the cutoff is left
+}
+
+// full reports that the batch has done its share; every batch deletes at
+// least one key, so a purge always progresses.
+func (p *purgeBatch) full() bool {
+	if p.keys == 0 {
+		return false
+	}
+	return p.keys >= purgeTxKeys || (p.keys&15 == 0 && time.Now().After(p.deadline))
+}
+
+// run deletes blocks (with their index entries) before end, oldest first,
+// then quarantined records before end, until the batch is full.
+func (p *purgeBatch) run(tx *bolt.Tx, end []byte) error {
 	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
-	keys := firstKeysBefore(blocks, end, purgeBlocks)
 	var ik [8 + blockKeyLen]byte
 	del := func(b *bolt.Bucket) func(uint64) error {
 		return func(p uint64) error {
@@ -74,48 +104,54 @@ func purgeBlockBatch(tx *bolt.Tx, end []byte) (records int, done bool, err error
 			return b.Delete(ik[:])
 		}
 	}
-	for _, k := range keys {
-		h, err := parseHeader(blocks.Get(k))
+	nBlocks := 0
+	c := blocks.Cursor()
+	// First again after each delete: bbolt's Next after Delete skips a key.
+	for k, v := c.First(); k != nil && bytes.Compare(k, end) < 0; k, v = c.First() {
+		if p.full() {
+			return p.count(tx, nBlocks)
+		}
+		h, err := parseHeader(v)
 		if err != nil {
-			return 0, false, fmt.Errorf("block %x: %w", k, err)
+			return fmt.Errorf("block %x: %w", k, err)
 		}
 		copy(ik[8:], k)
 		if err := h.eachParty(del(party)); err != nil {
-			return 0, false, err
-		}
-		if err := h.eachMinute(del(reqmin)); err != nil {
-			return 0, false, err
-		}
-		records += h.count
-	}
-	if err := deleteKeys(blocks, keys); err != nil {
-		return 0, false, err
-	}
-	meta := tx.Bucket(bucketMeta)
-	if err := addCounter(meta, metaBlocks, -int64(len(keys))); err != nil {
-		return 0, false, err
-	}
-	if err := addCounter(meta, metaRecords, -int64(records)); err != nil {
-		return 0, false, err
-	}
-	return records, len(keys) < purgeBlocks, nil
-}
-
-// firstKeysBefore returns copies of up to n first keys of b that sort before end.
-func firstKeysBefore(b *bolt.Bucket, end []byte, n int) [][]byte {
-	var keys [][]byte
-	c := b.Cursor()
-	for k, _ := c.First(); k != nil && len(keys) < n && bytes.Compare(k, end) < 0; k, _ = c.Next() {
-		keys = append(keys, bytes.Clone(k))
-	}
-	return keys
-}
-
-func deleteKeys(b *bolt.Bucket, keys [][]byte) error {
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
 			return err
 		}
+		if err := h.eachMinute(del(reqmin)); err != nil {
+			return err
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		p.keys++
+		nBlocks++
+		p.records += h.count
 	}
+	if err := p.count(tx, nBlocks); err != nil {
+		return err
+	}
+	c = tx.Bucket(bucketQuarantine).Cursor()
+	for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0; k, _ = c.First() {
+		if p.full() {
+			return nil
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		p.keys++
+		p.quarantined++
+	}
+	p.done = true
 	return nil
+}
+
+// count subtracts the deleted blocks and records from the Stats counters.
+func (p *purgeBatch) count(tx *bolt.Tx, blocks int) error {
+	meta := tx.Bucket(bucketMeta)
+	if err := addCounter(meta, metaBlocks, -int64(blocks)); err != nil {
+		return err
+	}
+	return addCounter(meta, metaRecords, -int64(p.records))
 }
