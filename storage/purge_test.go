@@ -174,15 +174,20 @@ func TestPurgeStopsOnCancel(t *testing.T) {
 	}
 }
 
+// purgeGen are the records the purge tests store, cycled; fewer than
+// benchRecords, whose generation is slow under the race detector.
+var purgeGen = sync.OnceValue(func() []schema.Record {
+	return schematest.Records(20_000, 7, benchBaseMs)
+})
+
 // fillSeconds imports n records in blocks of perBlock records, one block a
 // second from ts on, as a daemon storing perBlock records a second would
 // leave them; it returns the second after the last block.
 func fillSeconds(tb testing.TB, db *DB, n, perBlock int, ts int64) int64 {
 	tb.Helper()
-	gen := benchRecords()
-	const chunk = 100_000
+	gen := purgeGen()
 	for done := 0; done < n; {
-		k := min(chunk, n-done, len(gen))
+		k := min(n-done, len(gen))
 		recs := slices.Clone(gen[:k])
 		for i := range recs {
 			recs[i].SetInt(schema.FMonitoringDataTs, ts+int64(i/perBlock))
@@ -213,7 +218,7 @@ func (f loadFigures) String() string {
 // stored records get monitoringDataTs from db's clock.
 func storeLoadDuring(tb testing.TB, db *DB, fn func()) loadFigures {
 	tb.Helper()
-	gen := benchRecords()
+	gen := purgeGen()
 	stop := make(chan struct{})
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -317,23 +322,25 @@ func BenchmarkPurgeUnderLoad(b *testing.B) {
 func TestPurgeKeepsFileSizeFlat(t *testing.T) {
 	const (
 		day      = 1000 // seconds of a simulated day
-		perDay   = 20_000
+		perDay   = 10_000
 		keepDays = 2
 		cycles   = keepDays + 3
 	)
 	clk := &testClock{}
 	db := openTestDB(t, clk)
 	ctx := context.Background()
-	gen := benchRecords()
 	q := []Quarantined{{Reason: "missing field", Raw: bytes.Repeat([]byte("x"), 3000)}}
 	// The file grows in steps (bbolt doubles its map up to 1 GiB), so the
 	// high-water mark of the pages in use (tx.Size) is checked as well.
 	var sizes, marks []int64
 	for d := range cycles {
-		for i := 0; i < perDay; i += 100 {
-			clk.Set(int64(d*day + i/100))
-			lo := (d*perDay + i) % (len(gen) - 100)
-			if _, err := db.Store(ctx, gen[lo:lo+100], q); err != nil {
+		// Ten commits a day of 100-record blocks, one block a second,
+		// each with a quarantined record.
+		for i := 0; i < perDay; i += perDay / 10 {
+			ts := int64(d*day + i/100)
+			fillSeconds(t, db, perDay/10, 100, ts)
+			clk.Set(ts)
+			if _, err := db.Store(ctx, nil, q); err != nil {
 				t.Fatal(err)
 			}
 		}

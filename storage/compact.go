@@ -1,0 +1,135 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// ErrInUse is returned by Compact when another process has the database open.
+var ErrInUse = errors.New("database is in use")
+
+// compactTxSize bounds the data copied per transaction of Compact, and with
+// it the memory the copy needs.
+const compactTxSize = 4 << 20
+
+// Compact rewrites the database file at src into a new file that holds only
+// its live data (a purge frees pages for reuse but never shrinks the file)
+// and returns the sizes before and after. The new file is written beside
+// its destination, checked with bbolt's consistency check, fsync'd and
+// renamed into place, with its folder fsync'd: to dst, which must not exist,
+// or over src when dst is "". src stays locked throughout, so no daemon can
+// write to it meanwhile; a database open elsewhere is refused with ErrInUse.
+func Compact(src, dst string) (before, after int64, err error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	before = fi.Size()
+	final := src
+	if dst != "" {
+		if _, err := os.Lstat(dst); err == nil {
+			return 0, 0, fmt.Errorf("compact: %s exists; name a new file", dst)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return 0, 0, fmt.Errorf("compact: %w", err)
+		}
+		final = dst
+	}
+
+	// Not read-only: bbolt's exclusive lock keeps a daemon from opening
+	// the file while it is copied and replaced.
+	sdb, err := bolt.Open(src, 0o600, &bolt.Options{Timeout: 200 * time.Millisecond, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return 0, 0, fmt.Errorf("compact %s: %w (stop opmond first)", src, ErrInUse)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact %s: %w", src, err)
+	}
+	defer sdb.Close()
+	if err := sdb.View(checkFormat); err != nil {
+		return 0, 0, fmt.Errorf("compact %s: %w", src, err)
+	}
+
+	tmp, err := os.CreateTemp(filepath.Dir(final), "."+filepath.Base(final)+".compact-*")
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	tmpPath := tmp.Name()
+	tmp.Close()
+	defer func() {
+		if err != nil {
+			os.Remove(tmpPath)
+		}
+	}()
+	after, err = compactInto(tmpPath, sdb)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact %s: %w", src, err)
+	}
+	if err := os.Rename(tmpPath, final); err != nil {
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	return before, after, nil
+}
+
+// compactInto copies sdb into the empty file at path, checks and syncs it
+// and returns its size.
+func compactInto(path string, sdb *bolt.DB) (int64, error) {
+	// Commits need not be durable one by one: one sync at the end does.
+	ddb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return 0, err
+	}
+	err = bolt.Compact(ddb, sdb, compactTxSize)
+	if err == nil {
+		err = ddb.View(func(tx *bolt.Tx) error {
+			var errs []error
+			for err := range tx.Check() {
+				errs = append(errs, err)
+			}
+			return errors.Join(errs...)
+		})
+	}
+	if err == nil {
+		err = ddb.Sync()
+	}
+	if cerr := ddb.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// checkFormat accepts only an opmond database this version reads.
+func checkFormat(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return errors.New("not an opmond database (no meta bucket)")
+	}
+	if f := string(meta.Get(metaFormat)); f != formatString() {
+		return fmt.Errorf("database format %q is not supported (this opmond reads %q)", f, formatString())
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
