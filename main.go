@@ -66,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = gencert(args, stdout, stderr)
 	case "query":
 		err = query(args, stdout, stderr)
+	case "compact":
+		err = compact(args, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 	default:
@@ -114,6 +116,7 @@ usage:
   opmond gencert --dir DIR [--cn NAME] [--days N] [--san HOST,...] [--force]
   opmond query [--config FILE] [--url URL] --from S --to S [--client ID] [--fields a,b] [--as ID] [--server ID]
   opmond query --health [--config FILE] [--url URL] [--client ID] [--as ID] [--server ID]
+  opmond compact [--config FILE] [--out FILE]
   opmond version
 `)
 }
