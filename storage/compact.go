@@ -87,9 +87,11 @@ func compactInto(path string, sdb *bolt.DB) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	var used int64
 	err = bolt.Compact(ddb, sdb, compactTxSize)
 	if err == nil {
 		err = ddb.View(func(tx *bolt.Tx) error {
+			used = tx.Size()
 			var errs []error
 			for err := range tx.Check() {
 				errs = append(errs, err)
@@ -97,20 +99,35 @@ func compactInto(path string, sdb *bolt.DB) (int64, error) {
 			return errors.Join(errs...)
 		})
 	}
-	if err == nil {
-		err = ddb.Sync()
-	}
 	if cerr := ddb.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return 0, err
 	}
-	fi, err := os.Stat(path)
+	// bbolt grows a file ahead of its pages (by doubling, then by 16 MiB);
+	// the copy needs only its pages, and bbolt grows it again before
+	// writing beyond them.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return 0, err
 	}
-	return fi.Size(), nil
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return 0, err
+	} else if fi.Size() > used {
+		if err := f.Truncate(used); err != nil {
+			return 0, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), f.Close()
 }
 
 // checkFormat accepts only an opmond database this version reads.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -74,9 +76,15 @@ func TestCompact(t *testing.T) {
 		if seq < n/100 {
 			t.Errorf("%s: block sequence %d after %d blocks", p, seq, n/100)
 		}
+		// The truncated file grows again for new records.
+		fillSeconds(t, db, 5000, 100, 1000)
+		if st, _ := db.Stats(); st.Records != want.Records+5000 {
+			t.Errorf("%s: stats %+v after adding 5000 records to %+v", p, st, want)
+		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
+		checkFile(t, p)
 	}
 }
 
@@ -111,5 +119,40 @@ func TestCompactRefuses(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, ".*compact*")); len(m) != 0 {
 		t.Errorf("left behind: %v", m)
+	}
+}
+
+// BenchmarkCompact fills 1,000,000 records (OPMOND_PURGE_RECORDS changes
+// it), purges six sevenths of them (retention lowered from 7 days to 1) and
+// compacts the file, reporting the sizes and the ratio.
+func BenchmarkCompact(b *testing.B) {
+	n := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("OPMOND_PURGE_RECORDS")); err == nil && v > 0 {
+		n = v
+	}
+	for range b.N {
+		b.StopTimer()
+		path := filepath.Join(b.TempDir(), "opmon.db")
+		db, err := Open(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		end := fillSeconds(b, db, n, 100, 1000)
+		if _, _, err := db.Purge(context.Background(), end-(end-1000)/7); err != nil {
+			b.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		before, after, err := Compact(path, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "compact-s")
+		b.ReportMetric(float64(before)/1e6, "before-MB")
+		b.ReportMetric(float64(after)/1e6, "after-MB")
+		b.ReportMetric(float64(before)/float64(after), "ratio")
 	}
 }
