@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,17 +56,7 @@ func TestCompactBinary(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "data", "op.db")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cfg := filepath.Join(dir, "opmond.toml")
-	conf := fmt.Sprintf("[op-monitor]\nhost = \"127.0.0.1\"\nport = %d\ndatabase = %q\nkeep-records-for-days = 7\n[admin]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n", port, dbPath)
-	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg, port := loopbackConfig(t, dir, fmt.Sprintf("database = %q\nkeep-records-for-days = 7\n", dbPath))
 
 	// 20,000 records from a month ago, which the start-up purge deletes,
 	// and one from yesterday.
@@ -103,21 +91,7 @@ func TestCompactBinary(t *testing.T) {
 			<-exited
 		}
 	}()
-	url := fmt.Sprintf("http://127.0.0.1:%d/store_data", port)
-	store := func(id string) error {
-		body := `{"records":[{"securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true,"messageId":"` + id + `"}]}`
-		resp, err := http.Post(url, "application/json", strings.NewReader(body))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		if b.String() != `{"status":"OK"}` {
-			return fmt.Errorf("answer %s", b.String())
-		}
-		return nil
-	}
+	store := func(id string) error { return storeOne(port, id) }
 	for deadline := time.Now().Add(20 * time.Second); store("stored-0") != nil; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("daemon did not start: %s", logs.String())

@@ -258,13 +258,16 @@ func storeLoadDuring(tb testing.TB, db *DB, fn func()) loadFigures {
 }
 
 // purgeUnderLoad fills n old records, measures store latency for a while
-// without a purge and then during a purge of all of them.
-func purgeUnderLoad(tb testing.TB, n int) (base, during loadFigures) {
+// without a purge and then during a purge of all of them, and returns the
+// longest time a purge transaction held the write lock.
+func purgeUnderLoad(tb testing.TB, n int) (base, during loadFigures, maxHeld time.Duration) {
 	tb.Helper()
 	db := openTestDB(tb, nil)
 	const old = 1_000_000_000
 	fillSeconds(tb, db, n, 100, old)
 	base = storeLoadDuring(tb, db, func() { time.Sleep(time.Second) })
+	purgeTxHook = func(_, _ int, held, _ time.Duration) { maxHeld = max(maxHeld, held) }
+	defer func() { purgeTxHook = nil }()
 	during = storeLoadDuring(tb, db, func() {
 		if purged, _, err := db.Purge(context.Background(), old+int64(n)); err != nil || purged != n {
 			tb.Errorf("purged %d of %d: %v", purged, n, err)
@@ -277,7 +280,7 @@ func purgeUnderLoad(tb testing.TB, n int) (base, during loadFigures) {
 	if want := int64(100 * (base.stores + during.stores)); st.Records != want {
 		tb.Errorf("%d records after the purge, want the %d stored", st.Records, want)
 	}
-	return base, during
+	return base, during, maxHeld
 }
 
 // TestPurgeUnderStoreLoad purges OPMOND_PURGE_RECORDS (default 20,000; the
@@ -288,12 +291,12 @@ func TestPurgeUnderStoreLoad(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("OPMOND_PURGE_RECORDS")); err == nil && v > 0 {
 		n = v
 	}
-	base, during := purgeUnderLoad(t, n)
+	base, during, held := purgeUnderLoad(t, n)
 	if during.stores == 0 {
 		t.Error("no store completed during the purge")
 	}
 	t.Logf("purge of %d records: stores without purge: %v", n, base)
-	t.Logf("purge of %d records: stores during purge:  %v", n, during)
+	t.Logf("purge of %d records: stores during purge:  %v; longest purge transaction %v", n, during, held.Round(10*time.Microsecond))
 }
 
 // BenchmarkPurgeUnderLoad purges 1,000,000 records (OPMOND_PURGE_RECORDS
@@ -305,7 +308,8 @@ func BenchmarkPurgeUnderLoad(b *testing.B) {
 		n = v
 	}
 	for range b.N {
-		base, during := purgeUnderLoad(b, n)
+		base, during, held := purgeUnderLoad(b, n)
+		b.ReportMetric(float64(held.Microseconds())/1000, "max-purge-tx-ms")
 		b.ReportMetric(float64(during.max.Microseconds())/1000, "max-store-ms")
 		b.ReportMetric(float64(during.p99.Microseconds())/1000, "p99-store-ms")
 		b.ReportMetric(float64(base.max.Microseconds())/1000, "max-store-ms-idle")
