@@ -4,16 +4,22 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/schema/schematest"
 	"github.com/opmond/opmond/storage"
 )
 
@@ -202,5 +208,122 @@ func TestPurgeFailureRetried(t *testing.T) {
 	td.store(jrec())
 	if st, _ := td.DB().Stats(); st.Records != 1 {
 		t.Errorf("stats %+v after one store", st)
+	}
+}
+
+// BenchmarkPurgeThroughDaemon: the daemon's scheduled purge deletes
+// 1,000,000 records (OPMOND_PURGE_RECORDS changes it) while 4 clients send
+// 100-record store requests over HTTP; reports the longest and the 99th
+// percentile store request from the moment the records became old until
+// the purge ended, and the same for the second before.
+func BenchmarkPurgeThroughDaemon(b *testing.B) {
+	n := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("OPMOND_PURGE_RECORDS")); err == nil && v > 0 {
+		n = v
+	}
+	bodies := storeBodies(10_000)
+	gen := schematest.Records(100_000, 5, benchBaseTs*1000)
+	for range b.N {
+		b.StopTimer()
+		clk := newTestClock(benchBaseTs)
+		cfg := Default()
+		cfg.OpMonitor.Database = filepath.Join(b.TempDir(), "opmonitor.db")
+		cfg.GlobalConf.Directory = filepath.Join(b.TempDir(), "none")
+		cfg.OpMonitor.CleanInterval = "1s"
+		cfg.Log.Level = "warn"
+		cfg.Admin.Listen = ""
+		if err := cfg.Validate(); err != nil {
+			b.Fatal(err)
+		}
+		d, err := New(cfg, Options{Now: clk.Now, LogWriter: io.Discard, Listener: mustListen(b)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.Start()
+		for done := 0; done < n; done += len(gen) {
+			recs := slices.Clone(gen[:min(len(gen), n-done)])
+			for i := range recs {
+				recs[i].SetInt(schema.FMonitoringDataTs, benchBaseTs-86400+int64((done+i)/100))
+			}
+			if err := d.DB().Import(context.Background(), recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+
+		type sample struct {
+			at  time.Time
+			lat time.Duration
+		}
+		var mu sync.Mutex
+		var samples []sample
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		url := "http://" + d.Addr().String() + "/store_data"
+		for w := range 4 {
+			wg.Go(func() {
+				client := &http.Client{}
+				for i := w; ; i += 4 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					start := time.Now()
+					resp, err := client.Post(url, "application/json", bytes.NewReader(bodies[i%len(bodies)]))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					ans, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if string(ans) != `{"status":"OK"}` {
+						b.Errorf("store answer %s", ans)
+						return
+					}
+					mu.Lock()
+					samples = append(samples, sample{start, time.Since(start)})
+					mu.Unlock()
+				}
+			})
+		}
+		time.Sleep(time.Second)
+		b.StartTimer()
+		old := time.Now()
+		clk.Advance(30 * 24 * time.Hour)
+		purged := func() float64 {
+			var m dto.Metric
+			_ = d.metrics.purge.recordsPurged.Write(&m)
+			return m.GetCounter().GetValue()
+		}
+		for purged() < float64(n) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		end := time.Now()
+		b.StopTimer()
+		close(stop)
+		wg.Wait()
+		if err := d.Close(); err != nil {
+			b.Fatal(err)
+		}
+		var before, during []time.Duration
+		for _, s := range samples {
+			switch {
+			case s.at.Before(old):
+				before = append(before, s.lat)
+			case s.at.Before(end):
+				during = append(during, s.lat)
+			}
+		}
+		slices.Sort(before)
+		slices.Sort(during)
+		if len(before) == 0 || len(during) == 0 {
+			b.Fatalf("%d stores before, %d during the purge", len(before), len(during))
+		}
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		b.ReportMetric(ms(during[len(during)-1]), "max-store-ms")
+		b.ReportMetric(ms(during[len(during)*99/100]), "p99-store-ms")
+		b.ReportMetric(ms(before[len(before)-1]), "max-store-ms-before")
+		b.ReportMetric(ms(before[len(before)*99/100]), "p99-store-ms-before")
+		b.ReportMetric(end.Sub(old).Seconds(), "to-purged-s")
 	}
 }
