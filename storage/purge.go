@@ -10,12 +10,15 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Bounds of one purge write transaction. A store waits for bbolt's write
-// lock while a purge transaction runs, so each one deletes for at most
-// purgeTxWork (its commit adds one fsync'd write of the touched pages) and
-// at most purgeTxKeys blocks or quarantined records; between two of them
-// the purge sleeps as long as the last one took, which leaves the store
-// committer at least half of the write lock however much is purged.
+// A purge is done in batches, each in a write transaction of the store
+// committer (see store.go): a batch shares the commit, and its fsync, with
+// the stores that queued meanwhile, so a purge adds no commits where stores
+// are busy. Each batch deletes for at most purgeTxWork, and at most
+// purgeTxKeys blocks or quarantined records, so the stores sharing its
+// transaction, and those queued behind it, wait for little more than their
+// own commit. Between two batches the purge rests as long as the last one
+// took (at most maxPurgeRest), which leaves at least half of the commits to
+// the stores alone however much is purged.
 const (
 	purgeTxWork  = 2 * time.Millisecond
 	purgeTxKeys  = 1000
@@ -23,14 +26,13 @@ const (
 )
 
 // purgeTxHook, when set by a test, is called after each committed purge
-// transaction with what it deleted, how long it held the write lock and how
-// much of that was its commit.
-var purgeTxHook func(records, quarantined int, held, commit time.Duration)
+// batch with what it deleted and how long its deleting took.
+var purgeTxHook func(records, quarantined int, work time.Duration)
 
 // Purge deletes the records whose monitoringDataTs < cutoff, with their
 // index entries, and the quarantined records whose receivedAt < cutoff, in
-// many short transactions (see purgeTxWork). The pages it frees are reused
-// by later writes, so a database under a fixed retention stops growing; the
+// many short batches (see purgeTxWork). The pages it frees are reused by
+// later writes, so a database under a fixed retention stops growing; the
 // file itself never shrinks (Compact does that, offline). It returns the
 // records and quarantined records deleted, also when ctx ends it early.
 func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined int, err error) {
@@ -47,22 +49,20 @@ func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined
 			return records, quarantined, err
 		}
 		start := time.Now()
-		var b purgeBatch
-		var locked, worked time.Time
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
-			locked = time.Now()
-			b = purgeBatch{deadline: locked.Add(purgeTxWork)}
-			err := b.run(tx, end[:])
-			worked = time.Now()
-			return err
-		})
+		b := &purgeBatch{end: end[:]}
+		var err error
+		if db.perCall {
+			err = db.bolt.Update(b.run)
+		} else {
+			err = db.write(ctx, &writeReq{purge: b})
+		}
 		if err != nil {
 			return records, quarantined, fmt.Errorf("purge: %w", err)
 		}
 		records += b.records
 		quarantined += b.quarantined
 		if purgeTxHook != nil {
-			purgeTxHook(b.records, b.quarantined, time.Since(locked), time.Since(worked))
+			purgeTxHook(b.records, b.quarantined, b.work)
 		}
 		if b.done {
 			return records, quarantined, nil
@@ -76,12 +76,20 @@ func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined
 	}
 }
 
-// purgeBatch is the work of one purge transaction.
+// purgeFailure is a purge batch's error inside a shared transaction.
+type purgeFailure struct{ err error }
+
+func (f purgeFailure) Error() string { return f.err.Error() }
+
+// purgeBatch is the work of one purge transaction. Its results are valid
+// once the transaction has committed.
 type purgeBatch struct {
+	end                  []byte // the first block key to keep
 	deadline             time.Time
+	work                 time.Duration
 	keys                 int // blocks and quarantined records deleted
 	records, quarantined int
-	done                 bool // nothing before the cutoff is left
+	done                 bool // nothing before end is left
 }
 
 // full reports that the batch has done its share; every batch deletes at
@@ -93,9 +101,13 @@ func (p *purgeBatch) full() bool {
 	return p.keys >= purgeTxKeys || (p.keys&15 == 0 && time.Now().After(p.deadline))
 }
 
-// run deletes blocks (with their index entries) before end, oldest first,
-// then quarantined records before end, until the batch is full.
-func (p *purgeBatch) run(tx *bolt.Tx, end []byte) error {
+// run deletes blocks (with their index entries) before p.end, oldest
+// first, then quarantined records before p.end, until the batch is full.
+func (p *purgeBatch) run(tx *bolt.Tx) error {
+	start := time.Now()
+	p.deadline = start.Add(purgeTxWork)
+	defer func() { p.work = time.Since(start) }()
+	end := p.end
 	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
 	var ik [8 + blockKeyLen]byte
 	del := func(b *bolt.Bucket) func(uint64) error {

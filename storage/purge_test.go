@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -119,7 +120,7 @@ func TestPurgeInChunks(t *testing.T) {
 	}
 	clk.Set(1 << 30)
 	var txs, stored int
-	purgeTxHook = func(r, q int, _, _ time.Duration) {
+	purgeTxHook = func(r, q int, _ time.Duration) {
 		txs++
 		if r+q > purgeTxKeys || r+q == 0 {
 			t.Errorf("purge transaction %d deleted %d records and %d quarantined", txs, r, q)
@@ -163,7 +164,7 @@ func TestPurgeStopsOnCancel(t *testing.T) {
 	if err := db.Import(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
-	purgeTxHook = func(int, int, time.Duration, time.Duration) { cancel() }
+	purgeTxHook = func(int, int, time.Duration) { cancel() }
 	t.Cleanup(func() { purgeTxHook = nil })
 	n, _, err := db.Purge(ctx, 1<<40)
 	if !errors.Is(err, context.Canceled) || n == 0 || n >= len(recs) {
@@ -259,14 +260,14 @@ func storeLoadDuring(tb testing.TB, db *DB, fn func()) loadFigures {
 
 // purgeUnderLoad fills n old records, measures store latency for a while
 // without a purge and then during a purge of all of them, and returns the
-// longest time a purge transaction held the write lock.
-func purgeUnderLoad(tb testing.TB, n int) (base, during loadFigures, maxHeld time.Duration) {
+// longest time a purge batch spent deleting inside a transaction.
+func purgeUnderLoad(tb testing.TB, n int) (base, during loadFigures, maxWork time.Duration) {
 	tb.Helper()
 	db := openTestDB(tb, nil)
 	const old = 1_000_000_000
 	fillSeconds(tb, db, n, 100, old)
 	base = storeLoadDuring(tb, db, func() { time.Sleep(time.Second) })
-	purgeTxHook = func(_, _ int, held, _ time.Duration) { maxHeld = max(maxHeld, held) }
+	purgeTxHook = func(_, _ int, work time.Duration) { maxWork = max(maxWork, work) }
 	defer func() { purgeTxHook = nil }()
 	during = storeLoadDuring(tb, db, func() {
 		if purged, _, err := db.Purge(context.Background(), old+int64(n)); err != nil || purged != n {
@@ -280,7 +281,7 @@ func purgeUnderLoad(tb testing.TB, n int) (base, during loadFigures, maxHeld tim
 	if want := int64(100 * (base.stores + during.stores)); st.Records != want {
 		tb.Errorf("%d records after the purge, want the %d stored", st.Records, want)
 	}
-	return base, during, maxHeld
+	return base, during, maxWork
 }
 
 // TestPurgeUnderStoreLoad purges OPMOND_PURGE_RECORDS (default 20,000; the
@@ -291,12 +292,12 @@ func TestPurgeUnderStoreLoad(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("OPMOND_PURGE_RECORDS")); err == nil && v > 0 {
 		n = v
 	}
-	base, during, held := purgeUnderLoad(t, n)
+	base, during, work := purgeUnderLoad(t, n)
 	if during.stores == 0 {
 		t.Error("no store completed during the purge")
 	}
 	t.Logf("purge of %d records: stores without purge: %v", n, base)
-	t.Logf("purge of %d records: stores during purge:  %v; longest purge transaction %v", n, during, held.Round(10*time.Microsecond))
+	t.Logf("purge of %d records: stores during purge:  %v; longest purge batch deleted for %v", n, during, work.Round(10*time.Microsecond))
 }
 
 // BenchmarkPurgeUnderLoad purges 1,000,000 records (OPMOND_PURGE_RECORDS
@@ -308,8 +309,8 @@ func BenchmarkPurgeUnderLoad(b *testing.B) {
 		n = v
 	}
 	for range b.N {
-		base, during, held := purgeUnderLoad(b, n)
-		b.ReportMetric(float64(held.Microseconds())/1000, "max-purge-tx-ms")
+		base, during, work := purgeUnderLoad(b, n)
+		b.ReportMetric(float64(work.Microseconds())/1000, "max-purge-work-ms")
 		b.ReportMetric(float64(during.max.Microseconds())/1000, "max-store-ms")
 		b.ReportMetric(float64(during.p99.Microseconds())/1000, "p99-store-ms")
 		b.ReportMetric(float64(base.max.Microseconds())/1000, "max-store-ms-idle")
@@ -376,5 +377,51 @@ func TestPurgeKeepsFileSizeFlat(t *testing.T) {
 				t.Errorf("%s after cycle %d is %d, %d after cycle %d: it keeps growing", m.what, keepDays+i+1, s, ref, keepDays+1)
 			}
 		}
+	}
+}
+
+// TestPurgeFailureSparesStores: a purge batch that fails (on a corrupt
+// block) in a transaction it shares with a store does not fail the store.
+func TestPurgeFailureSparesStores(t *testing.T) {
+	db := openTestDB(t, nil)
+	ctx := context.Background()
+	bad := makeBlockKey(1, 0)
+	if err := db.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketBlocks).Put(bad[:], []byte("junk")) }); err != nil {
+		t.Fatal(err)
+	}
+	// Holding the write lock stalls the committer on a first store, while
+	// the purge and a second store queue up for the next, shared, commit.
+	tx, err := db.bolt.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := purgeGen()
+	errs := make(chan error, 3)
+	storeOne := func(i int) { _, err := db.Store(ctx, gen[i:i+1], nil); errs <- err }
+	go storeOne(0)
+	time.Sleep(50 * time.Millisecond)
+	var purgeErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _, purgeErr = db.Purge(ctx, 1<<40) })
+	go storeOne(1)
+	time.Sleep(100 * time.Millisecond)
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("store beside a failing purge: %v", err)
+		}
+	}
+	if purgeErr == nil || !strings.Contains(purgeErr.Error(), "corrupt") {
+		t.Errorf("purge over a corrupt block: %v", purgeErr)
+	}
+	if st, _ := db.Stats(); st.Records != 2 {
+		t.Errorf("%d records counted, 2 stored", st.Records)
+	}
+	// Remove the junk so that the end-of-test check passes.
+	if err := db.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketBlocks).Delete(bad[:]) }); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -30,7 +31,8 @@ type writeReq struct {
 	stamp  bool // Store: blocks and quarantine get ts from the clock at commit
 	blocks []pendingBlock
 	quar   [][]byte
-	ts     int64 // set by the committer when stamp
+	ts     int64       // set by the committer when stamp
+	purge  *purgeBatch // Purge: delete old records in the same transaction
 	done   chan error
 }
 
@@ -176,6 +178,18 @@ func (db *DB) committer() {
 			}
 		}
 		err := db.bolt.Update(func(tx *bolt.Tx) error { return db.apply(tx, group) })
+		var pf purgeFailure
+		if errors.As(err, &pf) {
+			// A failed purge batch must not fail the stores it shared the
+			// transaction with: they are written again without it.
+			i := slices.IndexFunc(group, func(r *writeReq) bool { return r.purge != nil })
+			group[i].done <- pf.err
+			group = slices.Delete(group, i, i+1)
+			err = nil
+			if len(group) > 0 {
+				err = db.bolt.Update(func(tx *bolt.Tx) error { return db.apply(tx, group) })
+			}
+		}
 		for _, r := range group {
 			r.done <- err
 		}
@@ -185,7 +199,8 @@ func (db *DB) committer() {
 
 var empty = []byte{}
 
-// apply writes the blocks, index entries and quarantined records of reqs.
+// apply writes the blocks, index entries and quarantined records of reqs,
+// then deletes what a purge batch among them has to.
 func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
 	quar, meta := tx.Bucket(bucketQuarantine), tx.Bucket(bucketMeta)
@@ -194,7 +209,12 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 
 	var nBlocks, nRecords int64
 	var ik [8 + blockKeyLen]byte
+	var purge *purgeBatch
 	for _, r := range reqs {
+		if r.purge != nil {
+			purge = r.purge
+			continue
+		}
 		if r.stamp {
 			r.ts = db.now().Unix()
 			if r.ts < 0 {
@@ -248,5 +268,13 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 	if err := addCounter(meta, metaBlocks, nBlocks); err != nil {
 		return err
 	}
-	return addCounter(meta, metaRecords, nRecords)
+	if err := addCounter(meta, metaRecords, nRecords); err != nil {
+		return err
+	}
+	if purge != nil {
+		if err := purge.run(tx); err != nil {
+			return purgeFailure{err}
+		}
+	}
+	return nil
 }
