@@ -11,18 +11,19 @@ import (
 )
 
 // A purge is done in batches, each in a write transaction of the store
-// committer (see store.go): a batch shares the commit, and its fsync, with
-// the stores that queued meanwhile, so a purge adds no commits where stores
-// are busy. Each batch deletes for at most purgeTxWork, and at most
-// purgeTxKeys blocks or quarantined records, so the stores sharing its
-// transaction, and those queued behind it, wait for little more than their
-// own commit. Between two batches the purge rests as long as the last one
-// took (at most maxPurgeRest), which leaves at least half of the commits to
-// the stores alone however much is purged.
+// committer (see store.go): a batch shares its commit, and the fsync, with
+// the stores queued at the same time. Each batch deletes for at most
+// purgeTxWork, and at most purgeTxKeys blocks or quarantined records, so
+// the stores sharing its transaction, and those queued behind it, wait for
+// little more than their own commit. Between two batches the purge rests
+// purgeRestFactor times as long as the last one took, queueing and commit
+// included (at most maxPurgeRest), so that however much is purged it takes
+// at most about a quarter of the commits and of a core.
 const (
-	purgeTxWork  = 2 * time.Millisecond
-	purgeTxKeys  = 1000
-	maxPurgeRest = 50 * time.Millisecond
+	purgeTxWork     = 2 * time.Millisecond
+	purgeTxKeys     = 1000
+	purgeRestFactor = 3
+	maxPurgeRest    = 50 * time.Millisecond
 )
 
 // purgeTxHook, when set by a test, is called after each committed purge
@@ -67,7 +68,7 @@ func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined
 		if b.done {
 			return records, quarantined, nil
 		}
-		rest := time.NewTimer(min(time.Since(start), maxPurgeRest))
+		rest := time.NewTimer(min(purgeRestFactor*time.Since(start), maxPurgeRest))
 		select {
 		case <-ctx.Done():
 			rest.Stop()
@@ -117,9 +118,12 @@ func (p *purgeBatch) run(tx *bolt.Tx) error {
 		}
 	}
 	nBlocks := 0
+	// Seek past the key just deleted rather than First or Next: First walks
+	// every leaf emptied so far in the transaction (the tree is rebalanced
+	// only at commit), and bbolt's Next after Delete skips a key.
+	var at blockKey
 	c := blocks.Cursor()
-	// First again after each delete: bbolt's Next after Delete skips a key.
-	for k, v := c.First(); k != nil && bytes.Compare(k, end) < 0; k, v = c.First() {
+	for k, v := c.Seek(at[:]); k != nil && bytes.Compare(k, end) < 0; k, v = c.Seek(at[:]) {
 		if p.full() {
 			return p.count(tx, nBlocks)
 		}
@@ -127,6 +131,7 @@ func (p *purgeBatch) run(tx *bolt.Tx) error {
 		if err != nil {
 			return fmt.Errorf("block %x: %w", k, err)
 		}
+		copy(at[:], k)
 		copy(ik[8:], k)
 		if err := h.eachParty(del(party)); err != nil {
 			return err
@@ -144,11 +149,13 @@ func (p *purgeBatch) run(tx *bolt.Tx) error {
 	if err := p.count(tx, nBlocks); err != nil {
 		return err
 	}
+	at = blockKey{}
 	c = tx.Bucket(bucketQuarantine).Cursor()
-	for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0; k, _ = c.First() {
+	for k, _ := c.Seek(at[:]); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Seek(at[:]) {
 		if p.full() {
 			return nil
 		}
+		copy(at[:], k)
 		if err := c.Delete(); err != nil {
 			return err
 		}
