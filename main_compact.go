@@ -12,7 +12,7 @@ import (
 func compact(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("compact", stderr)
 	cfgPath := configFlag(fs)
-	out := fs.String("out", "", "write the compacted database to this new file instead of replacing the database")
+	out := fs.String("out", "", "write the compacted copy to `FILE` instead of replacing the database")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func (d *Daemon) purgeOnce(ctx context.Context) {
 		return
 	}
 	d.log.Info().Int64("cutoff", cutoff).Int("records", recs).Int("quarantined", quarantined).
-		Dur("took", time.Since(start)).Msg("purged old records")
+		Dur("took_ms", time.Since(start)).Msg("purged old records")
 }
 
 // purgeMetrics describe the retention purge.

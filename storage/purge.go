@@ -89,6 +89,7 @@ type purgeBatch struct {
 	deadline             time.Time
 	work                 time.Duration
 	keys                 int // blocks and quarantined records deleted
+	blocks               int
 	records, quarantined int
 	done                 bool // nothing before end is left
 }
@@ -103,12 +104,23 @@ func (p *purgeBatch) full() bool {
 }
 
 // run deletes blocks (with their index entries) before p.end, oldest
-// first, then quarantined records before p.end, until the batch is full.
+// first, then quarantined records before p.end, until the batch is full,
+// and updates the Stats counters.
 func (p *purgeBatch) run(tx *bolt.Tx) error {
 	start := time.Now()
 	p.deadline = start.Add(purgeTxWork)
 	defer func() { p.work = time.Since(start) }()
-	end := p.end
+	if err := p.delete(tx); err != nil {
+		return err
+	}
+	meta := tx.Bucket(bucketMeta)
+	if err := addCounter(meta, metaBlocks, -int64(p.blocks)); err != nil {
+		return err
+	}
+	return addCounter(meta, metaRecords, -int64(p.records))
+}
+
+func (p *purgeBatch) delete(tx *bolt.Tx) error {
 	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
 	var ik [8 + blockKeyLen]byte
 	del := func(b *bolt.Bucket) func(uint64) error {
@@ -117,15 +129,14 @@ func (p *purgeBatch) run(tx *bolt.Tx) error {
 			return b.Delete(ik[:])
 		}
 	}
-	nBlocks := 0
 	// Seek past the key just deleted rather than First or Next: First walks
 	// every leaf emptied so far in the transaction (the tree is rebalanced
 	// only at commit), and bbolt's Next after Delete skips a key.
 	var at blockKey
 	c := blocks.Cursor()
-	for k, v := c.Seek(at[:]); k != nil && bytes.Compare(k, end) < 0; k, v = c.Seek(at[:]) {
+	for k, v := c.Seek(at[:]); k != nil && bytes.Compare(k, p.end) < 0; k, v = c.Seek(at[:]) {
 		if p.full() {
-			return p.count(tx, nBlocks)
+			return nil
 		}
 		h, err := parseHeader(v)
 		if err != nil {
@@ -143,15 +154,12 @@ func (p *purgeBatch) run(tx *bolt.Tx) error {
 			return err
 		}
 		p.keys++
-		nBlocks++
+		p.blocks++
 		p.records += h.count
-	}
-	if err := p.count(tx, nBlocks); err != nil {
-		return err
 	}
 	at = blockKey{}
 	c = tx.Bucket(bucketQuarantine).Cursor()
-	for k, _ := c.Seek(at[:]); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Seek(at[:]) {
+	for k, _ := c.Seek(at[:]); k != nil && bytes.Compare(k, p.end) < 0; k, _ = c.Seek(at[:]) {
 		if p.full() {
 			return nil
 		}
@@ -164,13 +172,4 @@ func (p *purgeBatch) run(tx *bolt.Tx) error {
 	}
 	p.done = true
 	return nil
-}
-
-// count subtracts the deleted blocks and records from the Stats counters.
-func (p *purgeBatch) count(tx *bolt.Tx, blocks int) error {
-	meta := tx.Bucket(bucketMeta)
-	if err := addCounter(meta, metaBlocks, -int64(blocks)); err != nil {
-		return err
-	}
-	return addCounter(meta, metaRecords, -int64(p.records))
 }
