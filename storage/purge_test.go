@@ -258,30 +258,39 @@ func storeLoadDuring(tb testing.TB, db *DB, fn func()) loadFigures {
 	return f
 }
 
-// purgeUnderLoad fills n old records, measures store latency for a while
-// without a purge and then during a purge of all of them, and returns the
-// longest time a purge batch spent deleting inside a transaction.
-func purgeUnderLoad(tb testing.TB, n int) (base, during loadFigures, maxWork time.Duration) {
+// purgeLoad are the store latencies of purgeUnderLoad: for a second before
+// the purge, during it and for a second after it, and the longest time a
+// purge batch spent deleting inside a transaction.
+type purgeLoad struct {
+	before, during, after loadFigures
+	maxWork               time.Duration
+}
+
+// purgeUnderLoad fills n old records and purges them all while 4 writers
+// store.
+func purgeUnderLoad(tb testing.TB, n int) purgeLoad {
 	tb.Helper()
 	db := openTestDB(tb, nil)
 	const old = 1_000_000_000
 	fillSeconds(tb, db, n, 100, old)
-	base = storeLoadDuring(tb, db, func() { time.Sleep(time.Second) })
-	purgeTxHook = func(_, _ int, work time.Duration) { maxWork = max(maxWork, work) }
+	var l purgeLoad
+	l.before = storeLoadDuring(tb, db, func() { time.Sleep(time.Second) })
+	purgeTxHook = func(_, _ int, work time.Duration) { l.maxWork = max(l.maxWork, work) }
 	defer func() { purgeTxHook = nil }()
-	during = storeLoadDuring(tb, db, func() {
+	l.during = storeLoadDuring(tb, db, func() {
 		if purged, _, err := db.Purge(context.Background(), old+int64(n)); err != nil || purged != n {
 			tb.Errorf("purged %d of %d: %v", purged, n, err)
 		}
 	})
+	l.after = storeLoadDuring(tb, db, func() { time.Sleep(time.Second) })
 	st, err := db.Stats()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if want := int64(100 * (base.stores + during.stores)); st.Records != want {
+	if want := int64(100 * (l.before.stores + l.during.stores + l.after.stores)); st.Records != want {
 		tb.Errorf("%d records after the purge, want the %d stored", st.Records, want)
 	}
-	return base, during, maxWork
+	return l
 }
 
 // TestPurgeUnderStoreLoad purges OPMOND_PURGE_RECORDS (default 20,000; the
@@ -292,31 +301,35 @@ func TestPurgeUnderStoreLoad(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("OPMOND_PURGE_RECORDS")); err == nil && v > 0 {
 		n = v
 	}
-	base, during, work := purgeUnderLoad(t, n)
-	if during.stores == 0 {
+	l := purgeUnderLoad(t, n)
+	if l.during.stores == 0 {
 		t.Error("no store completed during the purge")
 	}
-	t.Logf("purge of %d records: stores without purge: %v", n, base)
-	t.Logf("purge of %d records: stores during purge:  %v; longest purge batch deleted for %v", n, during, work.Round(10*time.Microsecond))
+	t.Logf("purge of %d records: stores before: %v", n, l.before)
+	t.Logf("purge of %d records: stores during: %v; longest purge batch deleted for %v", n, l.during, l.maxWork.Round(10*time.Microsecond))
+	t.Logf("purge of %d records: stores after:  %v", n, l.after)
 }
 
 // BenchmarkPurgeUnderLoad purges 1,000,000 records (OPMOND_PURGE_RECORDS
-// changes it) in 100-record blocks while 4 goroutines store, and reports
-// the longest and 99th-percentile store call during the purge.
+// changes it) in 100-record blocks while 4 goroutines store 100-record
+// calls, and reports the longest and 99th-percentile store call during the
+// purge, and for a second before and after it.
 func BenchmarkPurgeUnderLoad(b *testing.B) {
 	n := 1_000_000
 	if v, err := strconv.Atoi(os.Getenv("OPMOND_PURGE_RECORDS")); err == nil && v > 0 {
 		n = v
 	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	for range b.N {
-		base, during, work := purgeUnderLoad(b, n)
-		b.ReportMetric(float64(work.Microseconds())/1000, "max-purge-work-ms")
-		b.ReportMetric(float64(during.max.Microseconds())/1000, "max-store-ms")
-		b.ReportMetric(float64(during.p99.Microseconds())/1000, "p99-store-ms")
-		b.ReportMetric(float64(base.max.Microseconds())/1000, "max-store-ms-idle")
-		b.ReportMetric(float64(base.p99.Microseconds())/1000, "p99-store-ms-idle")
-		b.ReportMetric(during.took.Seconds(), "purge-s")
-		b.ReportMetric(float64(n)/during.took.Seconds(), "purged-records/s")
+		l := purgeUnderLoad(b, n)
+		b.ReportMetric(ms(l.maxWork), "max-purge-work-ms")
+		b.ReportMetric(ms(l.during.max), "max-store-ms")
+		b.ReportMetric(ms(l.during.p99), "p99-store-ms")
+		b.ReportMetric(ms(l.before.max), "max-store-ms-before")
+		b.ReportMetric(ms(l.before.p99), "p99-store-ms-before")
+		b.ReportMetric(ms(l.after.max), "max-store-ms-after")
+		b.ReportMetric(ms(l.after.p99), "p99-store-ms-after")
+		b.ReportMetric(l.during.took.Seconds(), "purge-s")
 	}
 }
 
