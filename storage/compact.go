@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -60,12 +61,18 @@ func Compact(src, dst string) (before, after int64, err error) {
 		return 0, 0, fmt.Errorf("compact: %w", err)
 	}
 	tmpPath := tmp.Name()
-	tmp.Close()
 	defer func() {
 		if err != nil {
 			os.Remove(tmpPath)
 		}
 	}()
+	err = sameOwnerAndMode(tmp, fi)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
 	after, err = compactInto(tmpPath, sdb)
 	if err != nil {
 		return 0, 0, fmt.Errorf("compact %s: %w", src, err)
@@ -128,6 +135,23 @@ func compactInto(path string, sdb *bolt.DB) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), f.Close()
+}
+
+// sameOwnerAndMode gives f the owner and permissions of the database fi:
+// compact is run as root by operators while the daemon runs as its own
+// user, which must still be able to open the file.
+func sameOwnerAndMode(f *os.File, fi os.FileInfo) error {
+	if err := f.Chmod(fi.Mode().Perm()); err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || (int(st.Uid) == os.Geteuid() && int(st.Gid) == os.Getegid()) {
+		return nil
+	}
+	if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("give the compacted file the database's owner: %w", err)
+	}
+	return nil
 }
 
 // checkFormat accepts only an opmond database this version reads.

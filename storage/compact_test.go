@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,5 +155,39 @@ func BenchmarkCompact(b *testing.B) {
 		b.ReportMetric(float64(before)/1e6, "before-MB")
 		b.ReportMetric(float64(after)/1e6, "after-MB")
 		b.ReportMetric(float64(before)/float64(after), "ratio")
+	}
+}
+
+// TestCompactKeepsOwnerAndMode: run by root on the file of a daemon that
+// runs as its own user, compact leaves a file that user can open.
+func TestCompactKeepsOwnerAndMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "opmon.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := os.Geteuid(), os.Getegid()
+	if uid == 0 {
+		uid, gid = 65534, 65534 // nobody, as a daemon's own user
+		if err := os.Chown(path, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := Compact(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o640 || int(st.Uid) != uid || int(st.Gid) != gid {
+		t.Errorf("compacted file: mode %v owner %d:%d, want 0640 %d:%d", fi.Mode().Perm(), st.Uid, st.Gid, uid, gid)
 	}
 }
