@@ -32,7 +32,11 @@ func Compact(src, dst string) (before, after int64, err error) {
 		return 0, 0, fmt.Errorf("compact: %w", err)
 	}
 	before = fi.Size()
-	final := src
+	// In place means over the file itself, not over a link to it.
+	final, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
 	if dst != "" {
 		if _, err := os.Lstat(dst); err == nil {
 			return 0, 0, fmt.Errorf("compact: %s exists; name a new file", dst)

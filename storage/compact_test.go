@@ -159,7 +159,8 @@ func BenchmarkCompact(b *testing.B) {
 }
 
 // TestCompactKeepsOwnerAndMode: run by root on the file of a daemon that
-// runs as its own user, compact leaves a file that user can open.
+// runs as its own user, compact leaves a file that user can open, where
+// the database's path leads.
 func TestCompactKeepsOwnerAndMode(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "opmon.db")
 	db, err := Open(path, Options{})
@@ -172,6 +173,11 @@ func TestCompactKeepsOwnerAndMode(t *testing.T) {
 	if err := os.Chmod(path, 0o640); err != nil {
 		t.Fatal(err)
 	}
+	// Compacted through a link, the link stays a link.
+	link := filepath.Join(t.TempDir(), "link.db")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
 	uid, gid := os.Geteuid(), os.Getegid()
 	if uid == 0 {
 		uid, gid = 65534, 65534 // nobody, as a daemon's own user
@@ -179,8 +185,11 @@ func TestCompactKeepsOwnerAndMode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := Compact(path, ""); err != nil {
+	if _, _, err := Compact(link, ""); err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link was replaced: %v %v", fi, err)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
