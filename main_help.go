@@ -75,7 +75,7 @@ func init() {
 			synopsis: "--config FILE [--out FILE]",
 			about:    "The daemon must be stopped. Without --out the file is replaced atomically.",
 			example:  "opmond compact --config /etc/opmond/opmond.toml   # after: systemctl stop opmond",
-			run:      compactPending},
+			run:      compact},
 		{name: "bench", summary: "drive a running daemon with realistic load and report throughput and latency",
 			synopsis: "--url URL [--records N | --duration D] [--conc N] [--batch N] [--query-every D] [--as ID]\n" +
 				"       [--admin URL] [--cert F --key F] [--json]",

@@ -14,16 +14,6 @@ func notAvailable(name string) error {
 	return fmt.Errorf("%s: not available in this build", name)
 }
 
-func compactPending(args []string, _, stderr io.Writer) error {
-	fs := newFlags("compact", stderr)
-	configFlag(fs)
-	fs.String("out", "", "write the compacted copy to `FILE` instead of replacing the database")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	return notAvailable("compact")
-}
-
 func benchPending(args []string, _, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	fs.String("url", "", "the daemon's store/query base `URL` (required)")

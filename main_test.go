@@ -109,33 +109,11 @@ func TestGencert(t *testing.T) {
 // keeps serving, SIGTERM stops it with exit code 0 and the data survives.
 func TestServeSignals(t *testing.T) {
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cfg := filepath.Join(dir, "opmond.toml")
-	content := fmt.Sprintf("[op-monitor]\nhost = \"127.0.0.1\"\nport = %d\ndatabase = \"db/op.db\"\n[admin]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n", port)
-	if err := os.WriteFile(cfg, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg, port := loopbackConfig(t, dir, "database = \"db/op.db\"\n")
 	done := make(chan int, 1)
 	var stderr bytes.Buffer
 	go func() { done <- run([]string{"serve", "--config", cfg}, io.Discard, &syncWriter{w: &stderr}) }()
-	url := fmt.Sprintf("http://127.0.0.1:%d/store_data", port)
-	store := func() error {
-		resp, err := http.Post(url, "application/json", strings.NewReader(`{"records":[{"securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true}]}`))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if string(b) != `{"status":"OK"}` {
-			return fmt.Errorf("answer %s", b)
-		}
-		return nil
-	}
+	store := func() error { return storeOne(port, "") }
 	deadline := time.Now().Add(10 * time.Second)
 	for store() != nil {
 		if time.Now().After(deadline) {
@@ -159,6 +137,40 @@ func TestServeSignals(t *testing.T) {
 	if st, err := db.Stats(); err != nil || st.Records != 2 {
 		t.Errorf("after restart: %+v %v", st, err)
 	}
+}
+
+// loopbackConfig writes DIR/opmond.toml for a daemon on a free loopback
+// port without admin listener, with more [op-monitor] keys, and returns
+// its path and the port.
+func loopbackConfig(t *testing.T, dir, keys string) (string, int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg := filepath.Join(dir, "opmond.toml")
+	content := fmt.Sprintf("[op-monitor]\nhost = \"127.0.0.1\"\nport = %d\n%s[admin]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n", port, keys)
+	if err := os.WriteFile(cfg, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, port
+}
+
+// storeOne stores one record with the messageId id and requires OK.
+func storeOne(port int, id string) error {
+	body := `{"records":[{"securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true,"messageId":"` + id + `"}]}`
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/store_data", port), "application/json", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != `{"status":"OK"}` {
+		return fmt.Errorf("answer %s", b)
+	}
+	return nil
 }
 
 type syncWriter struct {

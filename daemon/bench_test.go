@@ -159,17 +159,10 @@ func BenchmarkQueryFiltered(b *testing.B) {
 	benchQuery(b, td, clients[len(clients)/3].String(), "", mid, mid+1000)
 }
 
-// BenchmarkStoreHTTP: decode and store of 100-record batches end to end over
-// HTTP from 4 concurrent clients, reporting records/s.
-func BenchmarkStoreHTTP(b *testing.B) {
-	dir := b.TempDir()
-	cfg := Default()
-	cfg.OpMonitor.Database = filepath.Join(dir, "opmonitor.db")
-	cfg.GlobalConf.Directory = filepath.Join(dir, "none")
-	cfg.Log.Level = "warn"
-	cfg.Admin.Listen = ""
-	td := startDaemonTB(b, cfg)
-	recs := schematest.Records(10_000, 7, 1_760_000_000_000)
+// storeBodies returns n generated records as store request bodies of 100
+// records each, as security servers send them.
+func storeBodies(n int) [][]byte {
+	recs := schematest.Records(n, 7, 1_760_000_000_000)
 	var bodies [][]byte
 	for i := 0; i+100 <= len(recs); i += 100 {
 		var buf bytes.Buffer
@@ -183,6 +176,20 @@ func BenchmarkStoreHTTP(b *testing.B) {
 		buf.WriteString(`]}`)
 		bodies = append(bodies, buf.Bytes())
 	}
+	return bodies
+}
+
+// BenchmarkStoreHTTP: decode and store of 100-record batches end to end over
+// HTTP from 4 concurrent clients, reporting records/s.
+func BenchmarkStoreHTTP(b *testing.B) {
+	dir := b.TempDir()
+	cfg := Default()
+	cfg.OpMonitor.Database = filepath.Join(dir, "opmonitor.db")
+	cfg.GlobalConf.Directory = filepath.Join(dir, "none")
+	cfg.Log.Level = "warn"
+	cfg.Admin.Listen = ""
+	td := startDaemonTB(b, cfg)
+	bodies := storeBodies(10_000)
 	b.SetParallelism(2) // 2 × GOMAXPROCS(2) = 4 concurrent senders
 	b.ResetTimer()
 	start := time.Now()

@@ -26,9 +26,8 @@ type metrics struct {
 	storeDuration    prometheus.Histogram
 	queryDuration    prometheus.Histogram
 	tlsFailures      *prometheus.CounterVec
-	purgeRuns        prometheus.Counter
-	recordsPurged    prometheus.Counter
 	backgroundErrors *prometheus.CounterVec
+	purge            *purgeMetrics
 }
 
 // Background tasks, as labelled in opmond_background_errors_total.
@@ -63,14 +62,8 @@ func newMetrics() *metrics {
 		tlsFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "opmond_tls_handshake_failures_total", Help: "Failed TLS handshakes on the X-Road interface, by reason.",
 		}, []string{"reason"}),
-		purgeRuns: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "opmond_purge_runs_total", Help: "Retention purge runs.",
-		}),
-		recordsPurged: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "opmond_records_purged_total", Help: "Records deleted by the retention purge.",
-		}),
 		backgroundErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "opmond_background_errors_total", Help: "Failed runs of background tasks (purge, configuration download), by task.",
+			Name: "opmond_background_errors_total", Help: "Failed runs of background tasks, by task.",
 		}, []string{"task"}),
 	}
 	// Pre-create label values so dashboards see zeros, not gaps.
@@ -82,6 +75,7 @@ func newMetrics() *metrics {
 			m.queryRequests.WithLabelValues(op, r)
 		}
 	}
+	m.backgroundErrors.WithLabelValues("purge")
 	for _, r := range []string{"no_certificate", "unknown_certificate", "no_shared_cipher", "other"} {
 		m.tlsFailures.WithLabelValues(r)
 	}
@@ -94,8 +88,9 @@ func newMetrics() *metrics {
 		m.backgroundErrors.WithLabelValues(task)
 	}
 	m.reg.MustRegister(buildInfo, m.backgroundErrors, m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,
-		m.storeDuration, m.queryDuration, m.tlsFailures, m.purgeRuns, m.recordsPurged,
+		m.storeDuration, m.queryDuration, m.tlsFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.purge = newPurgeMetrics(m.reg)
 	return m
 }
 

@@ -5,20 +5,37 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// Per-transaction limits of Purge, so that a large purge never holds the
-// write lock for long.
+// A purge is done in batches, each in a write transaction of the store
+// committer (see store.go): a batch shares its commit, and the fsync, with
+// the stores queued at the same time. Each batch deletes for at most
+// purgeTxWork, and at most purgeTxKeys blocks or quarantined records, so
+// the stores sharing its transaction, and those queued behind it, wait for
+// little more than their own commit. Between two batches the purge rests
+// purgeRestFactor times as long as the last one took, queueing and commit
+// included (at most maxPurgeRest), so that however much is purged it takes
+// at most about a quarter of the commits and of a core.
 const (
-	purgeBlocks     = 1000
-	purgeQuarantine = 10000
+	purgeTxWork     = 2 * time.Millisecond
+	purgeTxKeys     = 1000
+	purgeRestFactor = 3
+	maxPurgeRest    = 50 * time.Millisecond
 )
 
-// Purge deletes records (with their index entries) whose monitoringDataTs < cutoff,
-// and quarantined records with receivedAt < cutoff, in bounded transactions
-// so writers are not blocked for long. Returns records deleted.
+// purgeTxHook, when set by a test, is called after each committed purge
+// batch with what it deleted and how long its deleting took.
+var purgeTxHook func(records, quarantined int, work time.Duration)
+
+// Purge deletes the records whose monitoringDataTs < cutoff, with their
+// index entries, and the quarantined records whose receivedAt < cutoff, in
+// many short batches (see purgeTxWork). The pages it frees are reused by
+// later writes, so a database under a fixed retention stops growing; the
+// file itself never shrinks (Compact does that, offline). It returns the
+// records and quarantined records deleted, also when ctx ends it early.
 func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined int, err error) {
 	if err := db.begin(); err != nil {
 		return 0, 0, err
@@ -28,48 +45,89 @@ func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined
 		return 0, 0, nil
 	}
 	end := makeBlockKey(cutoff, 0)
-	for done := false; !done; {
+	for {
 		if err := ctx.Err(); err != nil {
 			return records, quarantined, err
 		}
-		var n int
-		err := db.update(func(tx *bolt.Tx) error {
-			var err error
-			n, done, err = purgeBlockBatch(tx, end[:])
-			return err
-		})
+		start := time.Now()
+		b := &purgeBatch{end: end[:]}
+		var err error
+		if db.perCall {
+			err = db.update(b.run)
+		} else {
+			err = db.write(ctx, &writeReq{purge: b})
+		}
 		if err != nil {
 			return records, quarantined, fmt.Errorf("purge: %w", err)
 		}
-		records += n
-	}
-	for done := false; !done; {
-		if err := ctx.Err(); err != nil {
-			return records, quarantined, err
+		records += b.records
+		quarantined += b.quarantined
+		if purgeTxHook != nil {
+			purgeTxHook(b.records, b.quarantined, b.work)
 		}
-		var n int
-		err := db.update(func(tx *bolt.Tx) error {
-			keys := firstKeysBefore(tx.Bucket(bucketQuarantine), end[:], purgeQuarantine)
-			done = len(keys) < purgeQuarantine
-			n = len(keys)
-			if err := deleteKeys(tx.Bucket(bucketQuarantine), keys); err != nil {
-				return err
-			}
-			return addCounter(tx.Bucket(bucketMeta), metaQuarantined, -int64(n))
-		})
-		if err != nil {
-			return records, quarantined, fmt.Errorf("purge quarantine: %w", err)
+		if b.done {
+			return records, quarantined, nil
 		}
-		quarantined += n
+		rest := time.NewTimer(min(purgeRestFactor*time.Since(start), maxPurgeRest))
+		select {
+		case <-ctx.Done():
+			rest.Stop()
+		case <-rest.C:
+		}
 	}
-	return records, quarantined, nil
 }
 
-// purgeBlockBatch deletes up to purgeBlocks blocks with keys before end and
-// their index entries. done reports that no such block is left.
-func purgeBlockBatch(tx *bolt.Tx, end []byte) (records int, done bool, err error) {
+// purgeFailure is a purge batch's error inside a shared transaction.
+type purgeFailure struct{ err error }
+
+func (f purgeFailure) Error() string { return f.err.Error() }
+
+// purgeBatch is the work of one purge transaction. Its results are valid
+// once the transaction has committed.
+type purgeBatch struct {
+	end                  []byte // the first block key to keep
+	deadline             time.Time
+	work                 time.Duration
+	keys                 int // blocks and quarantined records deleted
+	blocks               int
+	records, quarantined int
+	done                 bool // nothing before end is left
+}
+
+// full reports that the batch has done its share; every batch deletes at
+// least one key, so a purge always progresses.
+func (p *purgeBatch) full() bool {
+	if p.keys == 0 {
+		return false
+	}
+	// A clock read (tens of ns) per key, each of which costs tens of µs, so
+	// a batch ends as soon as it is late, also after the thread was
+	// descheduled on a busy machine.
+	return p.keys >= purgeTxKeys || time.Now().After(p.deadline)
+}
+
+// run deletes blocks (with their index entries) before p.end, oldest
+// first, then quarantined records before p.end, until the batch is full,
+// and updates the Stats counters.
+func (p *purgeBatch) run(tx *bolt.Tx) error {
+	start := time.Now()
+	p.deadline = start.Add(purgeTxWork)
+	defer func() { p.work = time.Since(start) }()
+	if err := p.delete(tx); err != nil {
+		return err
+	}
+	meta := tx.Bucket(bucketMeta)
+	if err := addCounter(meta, metaBlocks, -int64(p.blocks)); err != nil {
+		return err
+	}
+	if err := addCounter(meta, metaQuarantined, -int64(p.quarantined)); err != nil {
+		return err
+	}
+	return addCounter(meta, metaRecords, -int64(p.records))
+}
+
+func (p *purgeBatch) delete(tx *bolt.Tx) error {
 	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
-	keys := firstKeysBefore(blocks, end, purgeBlocks)
 	var ik [8 + blockKeyLen]byte
 	del := func(b *bolt.Bucket) func(uint64) error {
 		return func(p uint64) error {
@@ -77,48 +135,47 @@ func purgeBlockBatch(tx *bolt.Tx, end []byte) (records int, done bool, err error
 			return b.Delete(ik[:])
 		}
 	}
-	for _, k := range keys {
-		h, err := parseHeader(blocks.Get(k))
-		if err != nil {
-			return 0, false, fmt.Errorf("block %x: %w", k, err)
+	// Seek past the key just deleted rather than First or Next: First walks
+	// every leaf emptied so far in the transaction (the tree is rebalanced
+	// only at commit), and bbolt's Next after Delete skips a key.
+	var at blockKey
+	c := blocks.Cursor()
+	for k, v := c.Seek(at[:]); k != nil && bytes.Compare(k, p.end) < 0; k, v = c.Seek(at[:]) {
+		if p.full() {
+			return nil
 		}
+		h, err := parseHeader(v)
+		if err != nil {
+			return fmt.Errorf("block %x: %w", k, err)
+		}
+		copy(at[:], k)
 		copy(ik[8:], k)
 		if err := h.eachParty(del(party)); err != nil {
-			return 0, false, err
-		}
-		if err := h.eachMinute(del(reqmin)); err != nil {
-			return 0, false, err
-		}
-		records += h.count
-	}
-	if err := deleteKeys(blocks, keys); err != nil {
-		return 0, false, err
-	}
-	meta := tx.Bucket(bucketMeta)
-	if err := addCounter(meta, metaBlocks, -int64(len(keys))); err != nil {
-		return 0, false, err
-	}
-	if err := addCounter(meta, metaRecords, -int64(records)); err != nil {
-		return 0, false, err
-	}
-	return records, len(keys) < purgeBlocks, nil
-}
-
-// firstKeysBefore returns copies of up to n first keys of b that sort before end.
-func firstKeysBefore(b *bolt.Bucket, end []byte, n int) [][]byte {
-	var keys [][]byte
-	c := b.Cursor()
-	for k, _ := c.First(); k != nil && len(keys) < n && bytes.Compare(k, end) < 0; k, _ = c.Next() {
-		keys = append(keys, bytes.Clone(k))
-	}
-	return keys
-}
-
-func deleteKeys(b *bolt.Bucket, keys [][]byte) error {
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
 			return err
 		}
+		if err := h.eachMinute(del(reqmin)); err != nil {
+			return err
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		p.keys++
+		p.blocks++
+		p.records += h.count
 	}
+	at = blockKey{}
+	c = tx.Bucket(bucketQuarantine).Cursor()
+	for k, _ := c.Seek(at[:]); k != nil && bytes.Compare(k, p.end) < 0; k, _ = c.Seek(at[:]) {
+		if p.full() {
+			return nil
+		}
+		copy(at[:], k)
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		p.keys++
+		p.quarantined++
+	}
+	p.done = true
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -31,7 +32,8 @@ type writeReq struct {
 	stamp  bool // Store: blocks and quarantine get ts from the clock at commit
 	blocks []pendingBlock
 	quar   [][]byte
-	ts     int64 // set by the committer when stamp
+	ts     int64       // set by the committer when stamp
+	purge  *purgeBatch // Purge: delete old records in the same transaction
 	done   chan error
 }
 
@@ -177,6 +179,18 @@ func (db *DB) committer() {
 			}
 		}
 		err := db.update(func(tx *bolt.Tx) error { return db.apply(tx, group) })
+		var pf purgeFailure
+		if errors.As(err, &pf) {
+			// A failed purge batch must not fail the stores it shared the
+			// transaction with: they are written again without it.
+			i := slices.IndexFunc(group, func(r *writeReq) bool { return r.purge != nil })
+			group[i].done <- pf.err
+			group = slices.Delete(group, i, i+1)
+			err = nil
+			if len(group) > 0 {
+				err = db.update(func(tx *bolt.Tx) error { return db.apply(tx, group) })
+			}
+		}
 		for _, r := range group {
 			r.done <- err
 		}
@@ -189,7 +203,8 @@ var empty = []byte{}
 // indexKey is a party or reqmin index entry: 8-byte prefix || block key.
 type indexKey [8 + blockKeyLen]byte
 
-// apply writes the blocks, index entries and quarantined records of reqs.
+// apply writes the blocks, index entries and quarantined records of reqs,
+// then deletes what a purge batch among them has to.
 func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
 	quar, meta := tx.Bucket(bucketQuarantine), tx.Bucket(bucketMeta)
@@ -202,7 +217,12 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 	// cost a copy of the node's tail each, quadratic in a large import
 	// (minutes for 200,000 records; a second sorted).
 	var partyKeys, minKeys []indexKey
+	var purge *purgeBatch
 	for _, r := range reqs {
+		if r.purge != nil {
+			purge = r.purge
+			continue
+		}
 		if r.stamp {
 			r.ts = db.now().Unix()
 			if r.ts < 0 {
@@ -273,5 +293,13 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 	if err := addCounter(meta, metaQuarantined, nQuar); err != nil {
 		return err
 	}
-	return addCounter(meta, metaRecords, nRecords)
+	if err := addCounter(meta, metaRecords, nRecords); err != nil {
+		return err
+	}
+	if purge != nil {
+		if err := purge.run(tx); err != nil {
+			return purgeFailure{err}
+		}
+	}
+	return nil
 }

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/schema/schematest"
+	"github.com/opmond/opmond/storage"
+)
+
+// buildBinary builds opmond into a test folder, to run it as an operator would.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "opmond")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runBinary runs the binary to its end and returns exit code, stdout, stderr.
+func runBinary(t *testing.T, bin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errb.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String(), errb.String()
+}
+
+// TestCompactBinary runs the real binary: compact refuses the database of
+// a running daemon; once the daemon is stopped it shrinks the file left by
+// the start-up purge, and every remaining record is there in a file that
+// passes bbolt's check.
+func TestCompactBinary(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "data", "op.db")
+	cfg, port := loopbackConfig(t, dir, fmt.Sprintf("database = %q\nkeep-records-for-days = 7\n", dbPath))
+
+	// 20,000 records from a month ago, which the start-up purge deletes,
+	// and one from yesterday.
+	db, err := storage.Open(dbPath, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	recs := schematest.Records(20_001, 1, now*1000)
+	for i := range recs {
+		recs[i].SetInt(schema.FMonitoringDataTs, now-30*86400+int64(i/100))
+	}
+	recs[len(recs)-1].SetInt(schema.FMonitoringDataTs, now-86400)
+	if err := db.Import(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs bytes.Buffer
+	daemon := exec.Command(bin, "serve", "--config", cfg)
+	daemon.Stderr = &logs
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- daemon.Wait() }()
+	defer func() {
+		if daemon.ProcessState == nil {
+			_ = daemon.Process.Kill()
+			<-exited
+		}
+	}()
+	store := func(id string) error { return storeOne(port, id) }
+	for deadline := time.Now().Add(20 * time.Second); store("stored-0") != nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon did not start: %s", logs.String())
+		}
+	}
+	for i := 1; i < 10; i++ {
+		if err := store("stored-" + strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	code, out, errOut := runBinary(t, bin, "compact", "--config", cfg)
+	if code != 1 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "in use") {
+		t.Errorf("compact of a database in use: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	if err := daemon.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("daemon: %v\n%s", err, logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon did not stop on SIGTERM")
+	}
+	fi, err := os.Stat(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut = runBinary(t, bin, "compact", "--config", cfg)
+	m := regexp.MustCompile(`^compacted (\d+) bytes to (\d+) bytes\n$`).FindStringSubmatch(out)
+	if code != 0 || m == nil || errOut != "" {
+		t.Fatalf("compact: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	before, _ := strconv.ParseInt(m[1], 10, 64)
+	after, _ := strconv.ParseInt(m[2], 10, 64)
+	t.Logf("%s (ratio %.1f)", strings.TrimSpace(out), float64(before)/float64(after))
+	if before != fi.Size() || after >= before {
+		t.Errorf("compacted %d bytes (file had %d) to %d", before, fi.Size(), after)
+	}
+	if fi, err := os.Stat(dbPath); err != nil || fi.Size() != after {
+		t.Errorf("file after compaction: %v %v, want %d bytes", fi, err, after)
+	}
+
+	bdb, err := bolt.Open(dbPath, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = bdb.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			t.Errorf("bbolt check: %v", err)
+		}
+		return nil
+	})
+	bdb.Close()
+	db, err = storage.Open(dbPath, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ids []string
+	_, err = db.Query(context.Background(), storage.Query{From: 0, To: 1 << 62, Max: 1 << 20}, func(r *schema.Record) error {
+		ids = append(ids, r.Str(schema.FMessageID))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{recs[len(recs)-1].Str(schema.FMessageID)}
+	for i := range 10 {
+		want = append(want, "stored-"+strconv.Itoa(i))
+	}
+	if strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Errorf("records after compaction: %v, want %v", ids, want)
+	}
+}
