@@ -102,7 +102,12 @@ func TestDocumentedFlags(t *testing.T) {
 			}
 		}
 	}
-	if code, _, errOut := runCLI(t, "backup", "--out", filepath.Join(t.TempDir(), "x.db")); code != 1 || !strings.Contains(errOut, "not available in this build") {
+	// With no daemon running, backup names the admin address it tried.
+	cfg := filepath.Join(t.TempDir(), "opmond.toml")
+	if err := os.WriteFile(cfg, []byte("[admin]\nlisten = \"127.0.0.1:1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "backup", "--config", cfg, "--out", filepath.Join(t.TempDir(), "x.db")); code != 1 || !strings.Contains(errOut, "127.0.0.1:1") {
 		t.Errorf("backup: exit %d, %q", code, errOut)
 	}
 	if code, _, errOut := runCLI(t, "bench", "--nope"); code != 2 || !strings.Contains(errOut, "-nope") || !strings.Contains(errOut, "opmond bench --help") {

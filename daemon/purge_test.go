@@ -196,7 +196,7 @@ func TestPurgeFailureRetried(t *testing.T) {
 
 	td := startDaemon(t, cfg, nil)
 	waitFor(t, "a retried purge", func() bool { return td.metric(`opmond_background_errors_total{task="purge"}`) >= 2 })
-	if !strings.Contains(td.logs.String(), `"level":"error"`) || !strings.Contains(td.logs.String(), "purge failed") {
+	if !strings.Contains(td.logs.String(), `"level":"error"`) || !strings.Contains(td.logs.String(), "purge records before") {
 		t.Errorf("failure not logged at error level:\n%s", td.logs.String())
 	}
 	if v := td.metric("opmond_purge_last_success_timestamp_seconds"); v != 0 {
