@@ -25,6 +25,7 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, `{"status":"ready"}`)
 	})
+	d.registerDashboard(mux)
 	return mux
 }
 
