@@ -98,7 +98,7 @@
     var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
     if (d) return d + " d " + h + " h";
     if (h) return h + " h " + m + " min";
-    if (m) return m + " min " + (s % 60) + " s";
+    if (m) return m + " min" + (s % 60 ? " " + (s % 60) + " s" : "");
     return s + " s";
   }
   function fmtBytes(n) {
@@ -139,6 +139,16 @@
     if (cls) e.className = cls;
     if (text != null) e.textContent = text;
     return e;
+  }
+  // labelCells gives each cell its column's name, which a narrow window
+  // shows beside the value when rows are laid out as cards.
+  function labelCells(table) {
+    var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) { return th.textContent; });
+    table.querySelectorAll("tbody tr").forEach(function (tr) {
+      Array.prototype.forEach.call(tr.children, function (td, i) {
+        if (td.colSpan === 1 && names[i]) td.dataset.label = names[i];
+      });
+    });
   }
   function setError(id, err) { $(id).textContent = err ? String(err.message || err) : ""; }
 
@@ -334,6 +344,7 @@
       tr.appendChild(td);
       tb.appendChild(tr);
     }
+    labelCells($("health-table"));
     $("services-count").textContent = "(" + num(rows.length) + ")";
     $("page-info").textContent = "Page " + (state.page + 1) + " of " + pages;
     $("page-prev").disabled = state.page === 0;
@@ -405,6 +416,7 @@
       tr.appendChild(td);
       tb.appendChild(tr);
     }
+    labelCells($("failures-table"));
     $("failures-count").textContent = "(" + num(fails.length) + (fails.length > FAIL_SHOWN ? ", newest " + FAIL_SHOWN + " shown" : "") + ")";
     $("failures-note").textContent = "Failed requests among the " + num(scanned) + " records stored in the last " +
       fmtDuration(win) + (cut ? " (oldest " + num(FAIL_LIMIT) + " of them: traffic is heavy)" : "") + ".";
@@ -440,6 +452,7 @@
         tr.appendChild(td);
         tb.appendChild(tr);
       }
+      labelCells($("quarantine-table"));
     });
   }
 
