@@ -223,7 +223,7 @@
     var min = Math.ceil(rangeS / 60 / MAX_BUCKETS);
     if (wanted && wanted >= min) return { minutes: wanted, raised: false };
     for (var i = 0; i < INTERVALS.length; i++) {
-      if (INTERVALS[i] >= min && (wanted || rangeS / 60 / INTERVALS[i] <= 120)) {
+      if (INTERVALS[i] >= min && (wanted || rangeS / 60 / INTERVALS[i] <= 200)) {
         return { minutes: INTERVALS[i], raised: !!wanted };
       }
     }
