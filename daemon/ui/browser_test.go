@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,7 +49,10 @@ func startOpmond(t *testing.T) *opmond {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "opmond")
-	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the test builds the binary and needs go on PATH: %v", err)
+	}
 	build := exec.Command(goCmd, "build", "-o", bin, "github.com/opmond/opmond")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
