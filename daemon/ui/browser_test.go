@@ -279,7 +279,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	now := time.Now()
 	var recs []map[string]any
-	n := 0
+	n, perService := 0, map[service]int{}
 	for i := range 240 { // the last hour, so the chart has a shape
 		at := now.Add(-time.Duration(i) * 15 * time.Second)
 		for j, s := range services {
@@ -292,6 +292,7 @@ func TestDashboardInBrowser(t *testing.T) {
 				typ = "Client"
 			}
 			recs = append(recs, record(s, typ, at, ok, n))
+			perService[s]++
 			n++
 		}
 	}
@@ -301,6 +302,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	missing := record(services[1], "Producer", now, true, n+1)
 	delete(missing, "securityServerInternalIp")
 	o.store(t, []map[string]any{bad, missing, record(services[2], "Producer", now, false, n+2)})
+	perService[services[2]]++
 
 	watch := &pageWatch{}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
@@ -389,10 +391,28 @@ func TestDashboardInBrowser(t *testing.T) {
 		screenshots(t, ctx, dir)
 	}
 
-	requests, errs, navigations := watch.snapshot()
-	if navigations != 1 {
+	if _, _, navigations := watch.snapshot(); navigations != 1 {
 		t.Errorf("%d navigations, want 1 (no reload)", navigations)
 	}
+
+	// A bookmarked view: the filters come from the URL and reach the API.
+	chosen := services[2]
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1400, 1000),
+		chromedp.Navigate(o.adminURL+"/?range=3600&service="+chosen.String())); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "refresh of the bookmarked view", `!!document.body.dataset.refreshed`, 30*time.Second)
+	if v := eval[string](t, ctx, `document.querySelector("#filters [name=service]").value`); v != chosen.String() {
+		t.Errorf("service filter field %q, want %s", v, chosen)
+	}
+	if rows := eval[[]string](t, ctx, `[...document.querySelectorAll("#health-table tbody td.id")].map(td => td.textContent)`); len(rows) != 1 || rows[0] != chosen.String() {
+		t.Errorf("service table with the service filter: %q", rows)
+	}
+	if total := eval[string](t, ctx, `document.getElementById("chart").dataset.total`); total != fmt.Sprint(perService[chosen]) {
+		t.Errorf("chart total with the service filter %s, want %d", total, perService[chosen])
+	}
+
+	requests, errs, _ := watch.snapshot()
 	if len(requests) < 5 {
 		t.Errorf("only %d requests seen: %v", len(requests), requests)
 	}
