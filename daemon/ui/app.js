@@ -34,6 +34,8 @@
     lastStored: null,     // {t, n}: for the store rate
     rate: null,
     paused: false,
+    busy: false,          // a refresh is running
+    again: false,         // another was asked for meanwhile
     timer: 0,
     chart: null
   };
@@ -462,8 +464,12 @@
     return p.then(function () { setError(id, null); return true; }, function (e) { setError(id, e); return false; });
   }
 
+  // refresh loads everything once; one runs at a time, and a request for
+  // another while one runs (a new filter, say) runs right after it.
   function refresh() {
     clearTimeout(state.timer);
+    if (state.busy) { state.again = true; return; }
+    state.busy = true;
     var started = Date.now();
     var f = state.filters;
     var done = api("/ui/api/status").then(function (s) {
@@ -482,14 +488,20 @@
       $("refresh-state").textContent = (bad ? "✗ " + bad + " part(s) failed to load; " : "✓ ") + "updated " +
         fmtTime(Date.now()) + (state.paused ? ", refresh paused" : ", next in " + REFRESH_MS / 1000 + " s");
       document.body.dataset.refreshed = String(Date.now());
+      state.busy = false;
+      if (state.again) { state.again = false; refresh(); return; }
       schedule(Math.max(1000, REFRESH_MS - (Date.now() - started)));
     });
   }
 
+  // A hidden tab asks nothing of the daemon; it refreshes when shown again.
   function schedule(ms) {
     clearTimeout(state.timer);
-    if (!state.paused) state.timer = setTimeout(refresh, ms);
+    if (!state.paused) state.timer = setTimeout(function () { if (!document.hidden) refresh(); }, ms);
   }
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && !state.paused) refresh();
+  });
 
   // ---- events ----------------------------------------------------------
 
