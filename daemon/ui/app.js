@@ -482,7 +482,7 @@
         section("failures-error", loadFailures(now, s, f)),
         section("quarantine-error", loadQuarantine(now, f))
       ]);
-    }, function (e) { setError("daemon-error", e); return [false]; });
+    }).catch(function (e) { setError("daemon-error", e); return [false]; });
     return done.then(function (oks) {
       var bad = oks.filter(function (ok) { return !ok; }).length;
       $("refresh-state").textContent = (bad ? "✗ " + bad + " part(s) failed to load; " : "✓ ") + "updated " +
