@@ -10,7 +10,7 @@ import (
 	"github.com/opmond/opmond/schema"
 )
 
-// adminHandler serves metrics, health checks and (in later versions) the JSON API.
+// adminHandler serves metrics, health checks and the JSON API.
 func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
@@ -25,6 +25,12 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, `{"status":"ready"}`)
 	})
+	mux.HandleFunc("GET /api/v1/records", d.handleRecords)
+	mux.HandleFunc("GET /api/v1/health", d.handleHealth)
+	mux.HandleFunc("GET /api/v1/intervals", d.handleIntervals)
+	mux.HandleFunc("GET /api/v1/quarantine", d.handleQuarantine)
+	mux.HandleFunc("POST /api/v1/import", d.handleImport)
+	mux.HandleFunc("GET /api/v1/backup", d.handleBackup)
 	d.registerDashboard(mux)
 	return mux
 }

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
 	"strconv"
 	"time"
 
@@ -84,52 +86,24 @@ func invalidRequest(msg string) *queryFault {
 
 // operationalData answers getSecurityServerOperationalData (§4).
 func (d *Daemon) operationalData(c *fiber.Ctx, req *schema.QueryRequest, now time.Time) *queryFault {
-	avail := now.Unix() - int64(d.cfg.OpMonitor.RecordsAvailableOffset)
-	from, to := req.RecordsFrom, req.RecordsTo
-	switch {
-	case from < 0:
-		return invalidRequest("Records from timestamp is a negative number")
-	case to < 0:
-		return invalidRequest("Records to timestamp is a negative number")
-	case to < from:
-		return invalidRequest("Records to timestamp is earlier than records from timestamp")
-	case from >= avail:
-		return invalidRequest("Records not available from " + strconv.FormatInt(from, 10) + " yet")
-	}
-	fields := schema.AllFields
-	if len(req.OutputFields) > 0 {
-		fields = 0
-		for _, name := range req.OutputFields {
-			f, ok := schema.FieldByName(name)
-			if !ok {
-				return invalidRequest("Unknown output field in search criteria: " + name)
-			}
-			fields = fields.With(f)
-		}
-	}
 	privileged := d.privileged(req)
-	if !privileged {
-		fields = fields.Without(schema.FSecurityServerInternalIP)
+	plan, perr := d.planRecords(now, req.RecordsFrom, req.RecordsTo, req.OutputFields, d.cfg.OpMonitor.MaxRecordsInPayload)
+	if perr != nil {
+		return invalidRequest(perr.Msg)
 	}
-	var next int64
-	hasNext := false
-	if to >= avail {
-		to, next, hasNext = avail-1, avail, true
-	}
-	q := storage.Query{From: from, To: to, Max: d.cfg.OpMonitor.MaxRecordsInPayload, Provider: req.SearchClient}
 	if !privileged {
+		plan.fields = plan.fields.Without(schema.FSecurityServerInternalIP)
 		client := req.Client
-		q.Associated = &client
+		plan.q.Associated = &client
 	}
-	payload, res, err := d.recordsPayload(c, q, fields)
+	plan.q.Provider = req.SearchClient
+	payload, res, err := d.recordsPayload(c, plan)
 	if err != nil {
 		d.log.Error().Err(err).Msg("operational data query failed")
 		return &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError,
 			String: "Failed to get records for response: " + err.Error()}, connClose: true}
 	}
-	if res.More {
-		next, hasNext = res.Last+1, true
-	}
+	next, hasNext := plan.nextRecordsFrom(res)
 	soap := req.OperationalDataResponse(res.Count, next, hasNext)
 	boundary := schema.NewBoundary()
 	var body bytes.Buffer
@@ -141,8 +115,63 @@ func (d *Daemon) operationalData(c *fiber.Ctx, req *schema.QueryRequest, now tim
 	c.Set(fiber.HeaderContentType, schema.MultipartContentType(boundary))
 	c.Response().SetBodyRaw(body.Bytes())
 	d.log.Debug().Str("client", req.Client.String()).Bool("privileged", privileged).
-		Int64("from", from).Int64("to", to).Int("records", res.Count).Bool("more", res.More).Msg("operational data query")
+		Int64("from", plan.q.From).Int64("to", plan.q.To).Int("records", res.Count).Bool("more", res.More).Msg("operational data query")
 	return nil
+}
+
+// recordsPlan is an operational data query after the window and field rules
+// of §4.1, shared by the SOAP query and GET /api/v1/records; callers add
+// the party filters.
+type recordsPlan struct {
+	q       storage.Query
+	fields  schema.FieldSet
+	next    int64 // nextRecordsFrom from clipping recordsTo, when hasNext
+	hasNext bool
+}
+
+// paramError is a parameter that breaks a §4.1 rule: Param names it for the
+// admin API, Msg is upstream's fault string.
+type paramError struct{ Param, Msg string }
+
+// planRecords applies §4.1 to a window and output field names, with limit
+// records per answer (§4.2).
+func (d *Daemon) planRecords(now time.Time, from, to int64, fieldNames []string, limit int) (*recordsPlan, *paramError) {
+	avail := now.Unix() - int64(d.cfg.OpMonitor.RecordsAvailableOffset)
+	switch {
+	case from < 0:
+		return nil, &paramError{"from", "Records from timestamp is a negative number"}
+	case to < 0:
+		return nil, &paramError{"to", "Records to timestamp is a negative number"}
+	case to < from:
+		return nil, &paramError{"to", "Records to timestamp is earlier than records from timestamp"}
+	case from >= avail:
+		return nil, &paramError{"from", "Records not available from " + strconv.FormatInt(from, 10) + " yet"}
+	}
+	p := &recordsPlan{fields: schema.AllFields}
+	if len(fieldNames) > 0 {
+		p.fields = 0
+		for _, name := range fieldNames {
+			f, ok := schema.FieldByName(name)
+			if !ok {
+				return nil, &paramError{"fields", "Unknown output field in search criteria: " + name}
+			}
+			p.fields = p.fields.With(f)
+		}
+	}
+	if to >= avail {
+		to, p.next, p.hasNext = avail-1, avail, true
+	}
+	p.q = storage.Query{From: from, To: to, Max: limit}
+	return p, nil
+}
+
+// nextRecordsFrom is the answer's nextRecordsFrom (§4.2): last + 1 when the
+// limit was hit and matching records remain, else the clipping point if any.
+func (p *recordsPlan) nextRecordsFrom(res storage.QueryResult) (int64, bool) {
+	if res.More {
+		return res.Last + 1, true
+	}
+	return p.next, p.hasNext
 }
 
 // privileged is upstream's rule (§4.3): the central monitoring client, or the
@@ -175,7 +204,7 @@ const (
 // recordsPayload runs the query and returns the gzip of {"records":[...]}.
 // Records are read and JSON-encoded on this goroutine while the compressor
 // works on earlier blocks.
-func (d *Daemon) recordsPayload(c *fiber.Ctx, q storage.Query, fields schema.FieldSet) ([]byte, storage.QueryResult, error) {
+func (d *Daemon) recordsPayload(c *fiber.Ctx, p *recordsPlan) ([]byte, storage.QueryResult, error) {
 	var out bytes.Buffer
 	zw, err := pgzip.NewWriterLevel(&out, pgzip.BestSpeed)
 	if err != nil {
@@ -184,27 +213,7 @@ func (d *Daemon) recordsPayload(c *fiber.Ctx, q storage.Query, fields schema.Fie
 	if err := zw.SetConcurrency(payloadBlock, payloadBlocks); err != nil {
 		return nil, storage.QueryResult{}, err
 	}
-	buf := make([]byte, 0, payloadChunk+4<<10)
-	buf = append(buf, `{"records":[`...)
-	first := true
-	res, qerr := d.db.Query(c.UserContext(), q, func(r *schema.Record) error {
-		if !first {
-			buf = append(buf, ',')
-		}
-		first = false
-		buf = schema.AppendRecordJSON(buf, r, fields)
-		if len(buf) >= payloadChunk {
-			if _, err := zw.Write(buf); err != nil {
-				return err
-			}
-			buf = buf[:0]
-		}
-		return nil
-	})
-	if qerr == nil {
-		buf = append(buf, "]}"...)
-		_, qerr = zw.Write(buf)
-	}
+	res, qerr := d.writeRecords(c.UserContext(), zw, p, "}")
 	if err := zw.Close(); err != nil && qerr == nil {
 		qerr = err
 	}
@@ -212,6 +221,35 @@ func (d *Daemon) recordsPayload(c *fiber.Ctx, q storage.Query, fields schema.Fie
 		return nil, res, qerr
 	}
 	return out.Bytes(), res, nil
+}
+
+// writeRecords runs the plan's query and writes {"records":[...] and then
+// tail to w, handing over about payloadChunk bytes at a time.
+func (d *Daemon) writeRecords(ctx context.Context, w io.Writer, p *recordsPlan, tail string) (storage.QueryResult, error) {
+	buf := make([]byte, 0, payloadChunk+4<<10)
+	buf = append(buf, `{"records":[`...)
+	first := true
+	res, err := d.db.Query(ctx, p.q, func(r *schema.Record) error {
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = schema.AppendRecordJSON(buf, r, p.fields)
+		if len(buf) >= payloadChunk {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	buf = append(buf, ']')
+	buf = append(buf, tail...)
+	_, err = w.Write(buf)
+	return res, err
 }
 
 // healthData answers getSecurityServerHealthData (§5); it has no access control.

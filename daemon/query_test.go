@@ -604,7 +604,7 @@ func TestHealthData(t *testing.T) {
 		if f := parseFault(b); f != nil {
 			t.Fatal(f)
 		}
-		h, err := parseHealthAnswer(b)
+		h, err := schema.ParseHealthAnswer(b)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -314,11 +314,11 @@ func queryHealth(ctx context.Context, hc *http.Client, url string, o QueryOption
 	if f := parseFault(data); f != nil {
 		return f
 	}
-	h, err := parseHealthAnswer(data)
+	h, err := schema.ParseHealthAnswer(data)
 	if err != nil {
 		return err
 	}
-	b := appendHealthJSON(nil, h)
+	b := schema.AppendHealthJSON(nil, h)
 	b = append(b, '\n')
 	_, err = out.Write(b)
 	return err

@@ -1,4 +1,4 @@
-package daemon
+package schema
 
 import (
 	"bytes"
@@ -8,14 +8,12 @@ import (
 	"io"
 	"strconv"
 	"strings"
-
-	"github.com/opmond/opmond/schema"
 )
 
-// appendHealthJSON writes health data as JSON with the SOAP answer's element
+// AppendHealthJSON writes health data as JSON with the SOAP answer's element
 // names (GET /api/v1/health and `opmond query --health`); absent elements are
 // absent, doubles printed as in the SOAP answer.
-func appendHealthJSON(b []byte, h *schema.HealthData) []byte {
+func AppendHealthJSON(b []byte, h *HealthData) []byte {
 	b = append(b, `{"monitoringStartupTimestamp":`...)
 	b = strconv.AppendInt(b, h.MonitoringStartupMs, 10)
 	b = append(b, `,"statisticsPeriodSeconds":`...)
@@ -27,20 +25,20 @@ func appendHealthJSON(b []byte, h *schema.HealthData) []byte {
 		}
 		p := s.Service.Provider
 		b = append(b, `{"service":{"xRoadInstance":`...)
-		b = schema.AppendJSONString(b, p.Instance)
+		b = AppendJSONString(b, p.Instance)
 		b = append(b, `,"memberClass":`...)
-		b = schema.AppendJSONString(b, p.MemberClass)
+		b = AppendJSONString(b, p.MemberClass)
 		b = append(b, `,"memberCode":`...)
-		b = schema.AppendJSONString(b, p.MemberCode)
+		b = AppendJSONString(b, p.MemberCode)
 		if p.HasSubsystem {
 			b = append(b, `,"subsystemCode":`...)
-			b = schema.AppendJSONString(b, p.Subsystem)
+			b = AppendJSONString(b, p.Subsystem)
 		}
 		b = append(b, `,"serviceCode":`...)
-		b = schema.AppendJSONString(b, s.Service.Code)
+		b = AppendJSONString(b, s.Service.Code)
 		if s.Service.HasVersion {
 			b = append(b, `,"serviceVersion":`...)
-			b = schema.AppendJSONString(b, s.Service.Version)
+			b = AppendJSONString(b, s.Service.Version)
 		}
 		b = append(b, '}')
 		if s.HasLastSuccessful {
@@ -53,7 +51,7 @@ func appendHealthJSON(b []byte, h *schema.HealthData) []byte {
 		}
 		if s.HasServiceType {
 			b = append(b, `,"serviceType":`...)
-			b = schema.AppendJSONString(b, s.ServiceType)
+			b = AppendJSONString(b, s.ServiceType)
 		}
 		b = append(b, `,"lastPeriodStatistics":{"successfulRequestCount":`...)
 		b = strconv.AppendInt(b, int64(s.SuccessfulCount), 10)
@@ -67,24 +65,24 @@ func appendHealthJSON(b []byte, h *schema.HealthData) []byte {
 	return append(b, "]}"...)
 }
 
-func appendStatJSON(b []byte, g schema.StatGroup) []byte {
+func appendStatJSON(b []byte, g StatGroup) []byte {
 	b = append(b, `,"`+g.Names[0]+`":`...)
 	b = strconv.AppendInt(b, g.Stat.Min, 10)
 	b = append(b, `,"`+g.Names[1]+`":`...)
-	b = append(b, schema.FormatJavaDouble(g.Stat.Avg)...)
+	b = append(b, FormatJavaDouble(g.Stat.Avg)...)
 	b = append(b, `,"`+g.Names[2]+`":`...)
 	b = strconv.AppendInt(b, g.Stat.Max, 10)
 	b = append(b, `,"`+g.Names[3]+`":`...)
-	return append(b, schema.FormatJavaDouble(g.Stat.StdDev)...)
+	return append(b, FormatJavaDouble(g.Stat.StdDev)...)
 }
 
-// parseHealthAnswer reads a getSecurityServerHealthData answer by local names.
-func parseHealthAnswer(data []byte) (*schema.HealthData, error) {
+// ParseHealthAnswer reads a getSecurityServerHealthData answer by local names.
+func ParseHealthAnswer(data []byte) (*HealthData, error) {
 	d := xml.NewDecoder(bytes.NewReader(data))
-	h := &schema.HealthData{}
+	h := &HealthData{}
 	var path []string
 	var text strings.Builder
-	var cur *schema.ServiceEvents
+	var cur *ServiceEvents
 	found := false
 	for {
 		tok, err := d.Token()
@@ -102,7 +100,7 @@ func parseHealthAnswer(data []byte) (*schema.HealthData, error) {
 			case "getSecurityServerHealthDataResponse":
 				found = true
 			case "serviceEvents":
-				h.Services = append(h.Services, schema.ServiceEvents{})
+				h.Services = append(h.Services, ServiceEvents{})
 				cur = &h.Services[len(h.Services)-1]
 			}
 		case xml.CharData:
@@ -144,7 +142,7 @@ func parseHealthAnswer(data []byte) (*schema.HealthData, error) {
 				}
 				continue
 			}
-			if g, part, ok := schema.StatElement(n); ok {
+			if g, part, ok := StatElement(n); ok {
 				cur.Group(g).SetPart(part, i, f)
 				continue
 			}

@@ -1,22 +1,20 @@
-package daemon
+package schema
 
 import (
 	"encoding/json"
 	"testing"
-
-	"github.com/opmond/opmond/schema"
 )
 
 // TestHealthJSON: the JSON shape of health data uses the SOAP answer's
 // element names and leaves out what the answer leaves out.
 func TestHealthJSON(t *testing.T) {
-	h := &schema.HealthData{MonitoringStartupMs: 5, StatisticsPeriodSeconds: 600, Services: []schema.ServiceEvents{
-		{Service: schema.ServiceID{Provider: schema.ClientID{Instance: "DEV", MemberClass: "COM", MemberCode: "1234", Subsystem: "Catalog", HasSubsystem: true}, Code: "products"},
+	h := &HealthData{MonitoringStartupMs: 5, StatisticsPeriodSeconds: 600, Services: []ServiceEvents{
+		{Service: ServiceID{Provider: ClientID{Instance: "DEV", MemberClass: "COM", MemberCode: "1234", Subsystem: "Catalog", HasSubsystem: true}, Code: "products"},
 			LastSuccessfulMs: 7, HasLastSuccessful: true, ServiceType: "REST", HasServiceType: true, SuccessfulCount: 3,
-			RequestDuration: schema.Stat{Min: 91, Max: 121, Avg: 106, StdDev: 15},
-			ResponseSize:    &schema.Stat{Min: 5120, Max: 5180, Avg: 5150, StdDev: 30}},
-		{Service: schema.ServiceID{Provider: schema.ClientID{Instance: "DEV", MemberClass: "COM", MemberCode: "1234"}, Code: "getPrices", Version: "v1", HasVersion: true},
-			UnsuccessfulCount: 2, RequestDuration: schema.Stat{Min: 1}},
+			RequestDuration: Stat{Min: 91, Max: 121, Avg: 106, StdDev: 15},
+			ResponseSize:    &Stat{Min: 5120, Max: 5180, Avg: 5150, StdDev: 30}},
+		{Service: ServiceID{Provider: ClientID{Instance: "DEV", MemberClass: "COM", MemberCode: "1234"}, Code: "getPrices", Version: "v1", HasVersion: true},
+			UnsuccessfulCount: 2, RequestDuration: Stat{Min: 1}},
 	}}
 	want := `{"monitoringStartupTimestamp":5,"statisticsPeriodSeconds":600,"servicesEvents":[` +
 		`{"service":{"xRoadInstance":"DEV","memberClass":"COM","memberCode":"1234","subsystemCode":"Catalog","serviceCode":"products"},` +
@@ -25,7 +23,7 @@ func TestHealthJSON(t *testing.T) {
 		`"responseMinSize":5120,"responseAverageSize":5150.0,"responseMaxSize":5180,"responseSizeStdDev":30.0}},` +
 		`{"service":{"xRoadInstance":"DEV","memberClass":"COM","memberCode":"1234","serviceCode":"getPrices","serviceVersion":"v1"},` +
 		`"lastPeriodStatistics":{"successfulRequestCount":0,"unsuccessfulRequestCount":2}}]}`
-	got := string(appendHealthJSON(nil, h))
+	got := string(AppendHealthJSON(nil, h))
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
