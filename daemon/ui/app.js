@@ -142,6 +142,22 @@
     if (text != null) e.textContent = text;
     return e;
   }
+  // breakable returns text with a line-break opportunity after each
+  // separator, so long identifiers wrap at their segments.
+  function breakable(text, sep) {
+    var f = document.createDocumentFragment();
+    String(text).split(sep).forEach(function (part, i, all) {
+      f.appendChild(document.createTextNode(part + (i < all.length - 1 ? sep : "")));
+      if (i < all.length - 1) f.appendChild(document.createElement("wbr"));
+    });
+    return f;
+  }
+  function idCell(text) {
+    var td = el("td", "id");
+    td.appendChild(breakable(text, "/"));
+    return td;
+  }
+
   // labelCells gives each cell its column's name, which a narrow window
   // shows beside the value when rows are laid out as cards.
   function labelCells(table) {
@@ -247,7 +263,7 @@
       });
       var label = iv.minutes === 1440 ? "day" : iv.minutes === 60 ? "hour" : iv.minutes + " min";
       $("traffic-summary").textContent = num(sumOk) + " successful and " + num(sumBad) + " failed requests (✗ " +
-        (sumOk + sumBad ? (100 * sumBad / (sumOk + sumBad)).toFixed(1) : "0.0") + " %) in " +
+        (sumOk + sumBad ? (100 * sumBad / (sumOk + sumBad)).toFixed(1) : "0.0") + " %) in the " +
         form.elements.range.selectedOptions[0].textContent + ", per " + label +
         (iv.raised ? " (interval raised to keep the chart under " + MAX_BUCKETS + " points)" : "") + ".";
       var c = $("chart");
@@ -329,7 +345,7 @@
     tb.replaceChildren();
     shown.forEach(function (r) {
       var tr = el("tr", r.bad ? "bad" : null);
-      tr.appendChild(el("td", "id", r.service));
+      tr.appendChild(idCell(r.service));
       tr.appendChild(el("td", "num ok-mark", num(r.ok)));
       tr.appendChild(el("td", "num" + (r.bad ? " bad-mark" : ""), r.bad ? "✗ " + num(r.bad) : "0"));
       tr.appendChild(el("td", "time", fmtTime(r.lastOk)));
@@ -403,10 +419,12 @@
       var tr = el("tr", "bad");
       tr.appendChild(el("td", "time", fmtTime(r.requestInTs)));
       tr.appendChild(el("td", null, r.securityServerType || "–"));
-      tr.appendChild(el("td", "id", party(r, "client")));
-      tr.appendChild(el("td", "id", recordService(r)));
-      var fc = el("td", "bad-mark");
-      fc.appendChild(el("code", null, "✗ " + (r.faultCode || "(no fault code)")));
+      tr.appendChild(idCell(party(r, "client")));
+      tr.appendChild(idCell(recordService(r)));
+      var fc = el("td", "bad-mark fault", "✗ ");
+      var code = el("code");
+      code.appendChild(breakable(r.faultCode || "(no fault code)", "."));
+      fc.appendChild(code);
       tr.appendChild(fc);
       tr.appendChild(el("td", "text", r.faultString || ""));
       tb.appendChild(tr);
@@ -432,7 +450,7 @@
       var recs = (a.records || []).slice().reverse();
       $("quarantine-count").textContent = "(" + num(recs.length) + ")";
       $("quarantine").dataset.count = String(recs.length);
-      $("quarantine-note").textContent = num(recs.length) + " records received in " +
+      $("quarantine-note").textContent = num(recs.length) + " records received in the " +
         form.elements.range.selectedOptions[0].textContent + " could not be stored and are kept here with the reason" +
         (recs.length > QUARANTINE_SHOWN ? "; the newest " + QUARANTINE_SHOWN + " are listed" : "") + ".";
       var tb = document.querySelector("#quarantine-table tbody");

@@ -8,7 +8,7 @@ import (
 	"io/fs"
 )
 
-//go:embed index.html app.js style.css vendor/uPlot.iife.min.js vendor/uPlot.min.css vendor/uPlot.LICENSE
+//go:embed index.html app.js style.css favicon.svg vendor/uPlot.iife.min.js vendor/uPlot.min.css vendor/uPlot.LICENSE
 var files embed.FS
 
 // Page is the dashboard's HTML page.
