@@ -9,6 +9,8 @@
 
   var REFRESH_MS = 10000;
   var MAX_BUCKETS = 1500;        // chart buckets per answer
+  var FULL_RELOAD_MS = 300000;   // the whole chart range is asked for this often
+  var RECENT_S = 600;            // in between, only this much (at least two buckets)
   var FAIL_LIMIT = 2000;         // records per recent-failures call
   var FAIL_SHOWN = 50;           // failures listed
   var QUARANTINE_SHOWN = 50;     // quarantined records listed
@@ -37,7 +39,8 @@
     busy: false,          // a refresh is running
     again: false,         // another was asked for meanwhile
     timer: 0,
-    chart: null
+    chart: null,
+    traffic: null         // bucket counts of the chart's view, refreshed in part
   };
 
   // ---- URL <-> filters -------------------------------------------------
@@ -248,27 +251,45 @@
     return { minutes: 1440, raised: !!wanted };
   }
 
+  // loadTraffic asks for the whole range only when the view changes, and
+  // then every few minutes (so records that arrive late are counted); in
+  // between it asks for the last buckets alone, since a count over a long
+  // range costs the daemon time in proportion to the records in it.
   function loadTraffic(now, f) {
     var range = +f.range;
     var iv = chooseInterval(range, +f.interval || 0);
+    var step = iv.minutes * 60;
+    var key = [range, step, f.type, f.member, f.service].join("|");
+    var c = state.traffic;
+    var full = !c || c.key !== key || Date.now() - c.fullAt > Math.max(FULL_RELOAD_MS, 10 * c.fullMs);
+    var from = now - range;
+    if (!full) from = Math.max(from, now - Math.max(2 * step, RECENT_S));
+    var asked = Date.now();
     return api("/api/v1/intervals", {
-      from: now - range, to: now, interval: iv.minutes,
+      from: from, to: now, interval: iv.minutes,
       type: f.type, member: f.member, service: f.service
     }).then(function (a) {
-      var list = a.intervals || [];
+      if (full || !state.traffic || state.traffic.key !== key) {
+        state.traffic = { key: key, counts: new Map(), fullAt: asked, fullMs: Date.now() - asked };
+      }
+      var counts = state.traffic.counts;
+      (a.intervals || []).forEach(function (b) { counts.set(b.intervalStart, [b.successCount, b.failureCount]); });
       var xs = [], ok = [], bad = [], sumOk = 0, sumBad = 0;
-      list.forEach(function (b) {
-        xs.push(b.intervalStart); ok.push(b.successCount); bad.push(b.failureCount);
-        sumOk += b.successCount; sumBad += b.failureCount;
-      });
+      var first = Math.floor((now - range) / step) * step;
+      counts.forEach(function (v, t) { if (t < first) counts.delete(t); });
+      for (var t = first; t <= now; t += step) {
+        var v = counts.get(t) || [0, 0];
+        xs.push(t); ok.push(v[0]); bad.push(v[1]);
+        sumOk += v[0]; sumBad += v[1];
+      }
       var label = iv.minutes === 1440 ? "day" : iv.minutes === 60 ? "hour" : iv.minutes + " min";
       $("traffic-summary").textContent = num(sumOk) + " successful and " + num(sumBad) + " failed requests (✗ " +
         (sumOk + sumBad ? (100 * sumBad / (sumOk + sumBad)).toFixed(1) : "0.0") + " %) in the " +
         form.elements.range.selectedOptions[0].textContent + ", per " + label +
         (iv.raised ? " (interval raised to keep the chart under " + MAX_BUCKETS + " points)" : "") + ".";
-      var c = $("chart");
-      c.dataset.points = String(xs.length);
-      c.dataset.total = String(sumOk + sumBad);
+      var box = $("chart");
+      box.dataset.points = String(xs.length);
+      box.dataset.total = String(sumOk + sumBad);
       drawChart([xs, ok, bad]);
     });
   }

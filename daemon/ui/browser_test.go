@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -374,9 +376,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 
 	// A service stored after the page opened appears without a reload.
+	// The chart counts it too: its last buckets are refreshed on their own.
 	late := service{"9999", "LateArrival", "getLate", "v1"}
+	before := eval[string](t, ctx, `document.getElementById("chart").dataset.total`)
 	o.store(t, []map[string]any{record(late, "Producer", time.Now(), true, n+3)})
 	waitFor(t, ctx, "service stored after the page opened", `document.body.innerText.includes("`+late.String()+`")`, 25*time.Second)
+	waitFor(t, ctx, "chart counting the new record", `document.getElementById("chart").dataset.total === "`+fmt.Sprint(atoi(t, before)+1)+`"`, 15*time.Second)
 
 	// Narrow window: nothing wider than the viewport.
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(420, 900)); err != nil {
@@ -391,8 +396,22 @@ func TestDashboardInBrowser(t *testing.T) {
 		screenshots(t, ctx, dir)
 	}
 
-	if _, _, navigations := watch.snapshot(); navigations != 1 {
+	reqs, _, navigations := watch.snapshot()
+	if navigations != 1 {
 		t.Errorf("%d navigations, want 1 (no reload)", navigations)
+	}
+	// The first chart request spans the hour; refreshes ask for the last
+	// buckets only.
+	var spans []int64
+	for _, u := range reqs {
+		if p, err := url.Parse(u); err == nil && p.Path == "/api/v1/intervals" {
+			from, _ := strconv.ParseInt(p.Query().Get("from"), 10, 64)
+			to, _ := strconv.ParseInt(p.Query().Get("to"), 10, 64)
+			spans = append(spans, to-from)
+		}
+	}
+	if len(spans) < 2 || spans[0] != 3600 || spans[len(spans)-1] >= 3600 {
+		t.Errorf("chart request spans %v s: want the hour first, then less", spans)
 	}
 
 	// A bookmarked view: the filters come from the URL and reach the API.
@@ -450,4 +469,13 @@ func screenshots(t *testing.T, ctx context.Context, dir string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("not a number: %q", s)
+	}
+	return n
 }
