@@ -24,9 +24,6 @@ type metrics struct {
 	recordsPurged    prometheus.Counter
 }
 
-// tlsFailureReasons are the reason labels of opmond_tls_handshake_failures_total.
-var tlsFailureReasons = []string{"no_certificate", "unknown_certificate", "no_shared_cipher", "other"}
-
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
@@ -69,7 +66,7 @@ func newMetrics() *metrics {
 			m.queryRequests.WithLabelValues(op, r)
 		}
 	}
-	for _, r := range tlsFailureReasons {
+	for _, r := range []string{"no_certificate", "unknown_certificate", "no_shared_cipher", "other"} {
 		m.tlsFailures.WithLabelValues(r)
 	}
 	m.reg.MustRegister(m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,

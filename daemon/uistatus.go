@@ -32,7 +32,8 @@ type uiStatus struct {
 	StoreRequestsError      int64  `json:"storeRequestsError"`
 	PurgeRuns               int64  `json:"purgeRuns"`
 	RecordsPurgedTotal      int64  `json:"recordsPurgedTotal"`
-	// LastPurge is not tracked by the daemon yet: null until it is.
+	// LastPurge is opmond_purge_last_run_timestamp_seconds: null while the
+	// daemon does not export it or no run has ended.
 	LastPurge *int64 `json:"lastPurge"`
 
 	GlobalConf           uiGlobalConf     `json:"globalConf"`
@@ -67,23 +68,24 @@ func (d *Daemon) serveUIStatus(started time.Time) http.HandlerFunc {
 
 func (d *Daemon) uiStatus(started time.Time) uiStatus {
 	now := d.now()
-	m := d.metrics
 	o := &d.cfg.OpMonitor
+	m := gatherMetrics(d.metrics.reg)
 	s := uiStatus{
 		Version: Version, Commit: Commit, GoVersion: runtime.Version(),
 		Now: now.Unix(), StartedAt: started.Unix(), UptimeSeconds: int64(now.Sub(started) / time.Second),
 
-		RecordsStoredTotal:      counterValue(m.recordsStoredCtr),
-		RecordsQuarantinedTotal: counterValue(m.quarantined),
-		StoreRequestsOK:         counterValue(m.storeRequests.WithLabelValues("ok")),
-		StoreRequestsError:      counterValue(m.storeRequests.WithLabelValues("error")),
-		PurgeRuns:               counterValue(m.purgeRuns),
-		RecordsPurgedTotal:      counterValue(m.recordsPurged),
+		RecordsStoredTotal:      m.int("opmond_records_stored_total", "", ""),
+		RecordsQuarantinedTotal: m.int("opmond_records_quarantined_total", "", ""),
+		StoreRequestsOK:         m.int("opmond_store_requests_total", "result", "ok"),
+		StoreRequestsError:      m.int("opmond_store_requests_total", "result", "error"),
+		PurgeRuns:               m.int("opmond_purge_runs_total", "", ""),
+		RecordsPurgedTotal:      m.int("opmond_records_purged_total", "", ""),
+		LastPurge:               m.time("opmond_purge_last_run_timestamp_seconds"),
 
 		GlobalConf: uiGlobalConf{Mode: d.gmode.String(), Valid: true,
 			Expiry: unixOrNil(d.gconf.Expiry()), LastLoad: unixOrNil(d.gconf.LastLoad())},
 		Scheme:               o.Scheme,
-		TLSHandshakeFailures: map[string]int64{},
+		TLSHandshakeFailures: m.byLabel("opmond_tls_handshake_failures_total", "reason"),
 
 		RecordsAvailableOffsetSeconds: o.RecordsAvailableOffset,
 		MaxRecordsInPayload:           o.MaxRecordsInPayload,
@@ -101,9 +103,6 @@ func (d *Daemon) uiStatus(started time.Time) uiStatus {
 			s.GlobalConf.Valid, s.GlobalConf.Error = false, err.Error()
 		}
 	}
-	for _, r := range tlsFailureReasons {
-		s.TLSHandshakeFailures[r] = counterValue(m.tlsFailures.WithLabelValues(r))
-	}
 	return s
 }
 
@@ -115,11 +114,70 @@ func unixOrNil(t time.Time) *int64 {
 	return &u
 }
 
-// counterValue reads a counter's current value.
-func counterValue(c prometheus.Counter) int64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return 0
+// uiMetrics are the daemon's metric families by name, read through the
+// registry so the status follows whatever the daemon registers.
+type uiMetrics map[string]*dto.MetricFamily
+
+func gatherMetrics(g prometheus.Gatherer) uiMetrics {
+	fams, _ := g.Gather() // a failing collector leaves its values out, the rest stands
+	m := make(uiMetrics, len(fams))
+	for _, f := range fams {
+		m[f.GetName()] = f
 	}
-	return int64(m.GetCounter().GetValue())
+	return m
+}
+
+// value sums the series of a counter or gauge whose label has the value
+// (all series when label is ""); ok is false when the metric is not there.
+func (m uiMetrics) value(name, label, value string) (v float64, ok bool) {
+	f := m[name]
+	if f == nil {
+		return 0, false
+	}
+	for _, s := range f.GetMetric() {
+		if label != "" && labelValue(s, label) != value {
+			continue
+		}
+		switch {
+		case s.Counter != nil:
+			v += s.Counter.GetValue()
+		case s.Gauge != nil:
+			v += s.Gauge.GetValue()
+		}
+	}
+	return v, true
+}
+
+func (m uiMetrics) int(name, label, value string) int64 {
+	v, _ := m.value(name, label, value)
+	return int64(v)
+}
+
+// time reads a timestamp gauge: nil when absent or never set.
+func (m uiMetrics) time(name string) *int64 {
+	v, ok := m.value(name, "", "")
+	if !ok || v <= 0 {
+		return nil
+	}
+	t := int64(v)
+	return &t
+}
+
+func (m uiMetrics) byLabel(name, label string) map[string]int64 {
+	out := map[string]int64{}
+	if f := m[name]; f != nil {
+		for _, s := range f.GetMetric() {
+			out[labelValue(s, label)] += int64(s.GetCounter().GetValue() + s.GetGauge().GetValue())
+		}
+	}
+	return out
+}
+
+func labelValue(s *dto.Metric, name string) string {
+	for _, l := range s.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
 }
