@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestDashboardAssets(t *testing.T) {
@@ -154,5 +156,37 @@ func TestDashboardStatusGlobalConf(t *testing.T) {
 	g = get()
 	if g["valid"] != false || g["error"] == nil || g["error"] == "" {
 		t.Errorf("expired configuration: %v", g)
+	}
+}
+
+// The status reads metrics by name, so a metric registered later (such as
+// the last purge time) shows up without the status knowing its owner.
+func TestUIMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	last := prometheus.NewGauge(prometheus.GaugeOpts{Name: "opmond_purge_last_run_timestamp_seconds", Help: "h"})
+	byReason := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "opmond_tls_handshake_failures_total", Help: "h"}, []string{"reason"})
+	reg.MustRegister(last, byReason)
+	m := gatherMetrics(reg)
+	if got := m.time("opmond_purge_last_run_timestamp_seconds"); got != nil {
+		t.Errorf("unset gauge: %v, want nil", *got)
+	}
+	if got := m.time("opmond_no_such_metric"); got != nil {
+		t.Errorf("absent metric: %v, want nil", *got)
+	}
+	last.Set(1_760_000_123.9)
+	byReason.WithLabelValues("no_certificate").Add(2)
+	byReason.WithLabelValues("other").Add(1)
+	m = gatherMetrics(reg)
+	if got := m.time("opmond_purge_last_run_timestamp_seconds"); got == nil || *got != 1_760_000_123 {
+		t.Errorf("last purge %v", got)
+	}
+	if got := m.int("opmond_tls_handshake_failures_total", "", ""); got != 3 {
+		t.Errorf("sum %d, want 3", got)
+	}
+	if got := m.int("opmond_tls_handshake_failures_total", "reason", "other"); got != 1 {
+		t.Errorf("reason=other %d, want 1", got)
+	}
+	if got := m.byLabel("opmond_tls_handshake_failures_total", "reason"); len(got) != 2 || got["no_certificate"] != 2 {
+		t.Errorf("by reason %v", got)
 	}
 }
