@@ -253,25 +253,33 @@
 
   // loadTraffic asks for the whole range only when the view changes, and
   // then every few minutes (so records that arrive late are counted); in
-  // between it asks for the last buckets alone, since a count over a long
-  // range costs the daemon time in proportion to the records in it.
+  // between it asks for the last two buckets alone, since a count costs the
+  // daemon time in proportion to the records it covers. When even that is
+  // slow (a busy daemon, long buckets), the chart refreshes less often than
+  // the rest of the page, so that it keeps the daemon busy a fifth of the
+  // time at most.
   function loadTraffic(now, f) {
     var range = +f.range;
     var iv = chooseInterval(range, +f.interval || 0);
     var step = iv.minutes * 60;
     var key = [range, step, f.type, f.member, f.service].join("|");
     var c = state.traffic;
-    var full = !c || c.key !== key || Date.now() - c.fullAt > Math.max(FULL_RELOAD_MS, 10 * c.fullMs);
+    var same = c && c.key === key;
+    if (same && Date.now() - c.lastAt < 5 * c.lastMs) return Promise.resolve();
+    var full = !same || Date.now() - c.fullAt > Math.max(FULL_RELOAD_MS, 10 * c.fullMs);
     var from = now - range;
-    if (!full) from = Math.max(from, now - Math.max(2 * step, RECENT_S));
+    if (!full) from = Math.max(from, now - Math.max(step, RECENT_S));
     var asked = Date.now();
     return api("/api/v1/intervals", {
       from: from, to: now, interval: iv.minutes,
       type: f.type, member: f.member, service: f.service
     }).then(function (a) {
+      var took = Date.now() - asked;
       if (full || !state.traffic || state.traffic.key !== key) {
-        state.traffic = { key: key, counts: new Map(), fullAt: asked, fullMs: Date.now() - asked };
+        state.traffic = { key: key, counts: new Map(), fullAt: asked, fullMs: took };
       }
+      state.traffic.lastAt = asked;
+      state.traffic.lastMs = took;
       var counts = state.traffic.counts;
       (a.intervals || []).forEach(function (b) { counts.set(b.intervalStart, [b.successCount, b.failureCount]); });
       var xs = [], ok = [], bad = [], sumOk = 0, sumBad = 0;
