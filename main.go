@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/opmond/opmond/daemon"
+	"github.com/opmond/opmond/daemon/client"
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/tlsconf"
 )
@@ -66,17 +67,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = gencert(args, stdout, stderr)
 	case "query":
 		err = query(args, stdout, stderr)
+	case "backup":
+		err = backup(args, stdout, stderr)
+	case "import":
+		err = importFiles(args, os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 	default:
 		err = usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
 	var ue usageError
+	var cue client.UsageError
+	if errors.As(err, &cue) {
+		err = usageError{cue.Msg}
+	}
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, new(client.ExitError)):
+		return exitError
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "opmond: %s\n", ue.msg)
 		if cmd != "query" {
@@ -114,6 +125,8 @@ usage:
   opmond gencert --dir DIR [--cn NAME] [--days N] [--san HOST,...] [--force]
   opmond query [--config FILE] [--url URL] --from S --to S [--client ID] [--fields a,b] [--as ID] [--server ID]
   opmond query --health [--config FILE] [--url URL] [--client ID] [--as ID] [--server ID]
+  opmond backup [--config FILE] --out FILE
+  opmond import [--config FILE] FILE...|-
   opmond version
 `)
 }
@@ -232,7 +245,7 @@ func query(args []string, stdout, stderr io.Writer) error {
 	url := fs.String("url", "", "daemon base URL (default from the configuration)")
 	from := fs.Int64("from", -1, "recordsFrom, Unix seconds")
 	to := fs.Int64("to", -1, "recordsTo, Unix seconds")
-	client := fs.String("client", "", "service provider filter (INSTANCE/CLASS/CODE[/SUBSYSTEM])")
+	provider := fs.String("client", "", "service provider filter (INSTANCE/CLASS/CODE[/SUBSYSTEM])")
 	fields := fs.String("fields", "", "output fields, comma-separated")
 	as := fs.String("as", "", "querying client (default: the central monitoring client)")
 	server := fs.String("server", "", "securityServer header INSTANCE/CLASS/CODE/SERVERCODE")
@@ -240,7 +253,8 @@ func query(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	opts := daemon.QueryOptions{ConfigFile: *cfgPath, URL: *url, Health: *health}
+	opts := client.QueryOptions{ConfigFile: *cfgPath, URL: *url}
+	opts.Health = *health
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !*health {
@@ -252,8 +266,8 @@ func query(args []string, stdout, stderr io.Writer) error {
 		return usageError{"query: --from, --to and --fields do not go with --health"}
 	}
 	var err error
-	if *client != "" {
-		id, err := schema.ParseClientID(*client)
+	if *provider != "" {
+		id, err := schema.ParseClientID(*provider)
 		if err != nil {
 			return usageError{"query: --client: " + err.Error()}
 		}
@@ -280,8 +294,8 @@ func query(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	err = daemon.RunQuery(context.Background(), opts, stdout)
-	var ue daemon.UsageError
+	err = client.RunQuery(context.Background(), opts, stdout)
+	var ue client.UsageError
 	if errors.As(err, &ue) {
 		return usageError{"query: " + ue.Error()}
 	}

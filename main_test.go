@@ -72,6 +72,10 @@ func TestUsageErrors(t *testing.T) {
 		{"query", "--from", "1", "--to", "2", "--server", "EE/GOV/1"},
 		{"gencert"},
 		{"gencert", "--dir", "x", "--days", "0"},
+		{"backup"},
+		{"backup", "--out", "x", "extra"},
+		{"import"},
+		{"import", "--bogus", "x"},
 	}
 	for _, args := range tests {
 		if code, _, errOut := runCLI(t, args...); code != 2 || errOut == "" {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opmond/opmond/schema"
 )
 
 // apiGet fetches an admin API path and decodes the JSON answer into v.
@@ -397,7 +399,7 @@ func TestAPIHealth(t *testing.T) {
 	clock.Advance(3 * time.Second)
 	for _, filter := range []string{"", "EE/COM/10000001/CRM", "EE/GOV/70000001", "EE/GOV/9"} {
 		path := "/api/v1/health"
-		o := QueryOptions{As: clientOf(ownerID), Health: true}
+		o := schema.QuerySpec{As: clientOf(ownerID), Health: true}
 		if filter != "" {
 			path += "?client=" + filter
 			o.Client = clientOf(filter)
@@ -406,7 +408,7 @@ func TestAPIHealth(t *testing.T) {
 		if st := td.apiGet(path, &got); st != 200 {
 			t.Fatalf("%s: status %d", path, st)
 		}
-		_, _, b := td.post("/query_data", "text/xml; charset=UTF-8", buildQueryRequest(o, 0))
+		_, _, b := td.post("/query_data", "text/xml; charset=UTF-8", schema.BuildQueryRequest(o, 0))
 		want := xmlToMap(t, b)
 		if g := stringLeaves(got); !reflect.DeepEqual(g, any(want)) {
 			gj, _ := json.Marshal(g)

@@ -105,11 +105,11 @@ func startDaemonTB(b *testing.B, cfg *Config) *testDaemon {
 }
 
 func benchQuery(b *testing.B, td *testDaemon, as string, server string, from, to int64) {
-	o := QueryOptions{As: clientOf(as), To: to}
+	o := schema.QuerySpec{As: clientOf(as), To: to}
 	if server != "" {
 		o.Server = serverOf(server)
 	}
-	body := buildQueryRequest(o, from)
+	body := schema.BuildQueryRequest(o, from)
 	client := &http.Client{}
 	var times []time.Duration
 	records := 0
@@ -128,7 +128,7 @@ func benchQuery(b *testing.B, td *testDaemon, as string, server string, from, to
 		times = append(times, time.Since(start))
 		if i == 0 {
 			b.StopTimer()
-			recs, _, err := ReadOperationalDataAnswer(resp.Header.Get("Content-Type"), bytes.NewReader(data))
+			recs, _, err := schema.ReadOperationalDataAnswer(resp.Header.Get("Content-Type"), bytes.NewReader(data))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opmond/opmond/schema"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -85,10 +87,10 @@ func TestGoldenAnswers(t *testing.T) {
 		t.Fatalf("store: %d %s", status, b)
 	}
 	clock.Set(1760004300) // records available before 1760004240; health window still holds them
-	owner := QueryOptions{As: clientOf(ownerID), Server: serverOf(serverID)}
-	req := func(o QueryOptions, from, to int64, fields ...string) []byte {
+	owner := schema.QuerySpec{As: clientOf(ownerID), Server: serverOf(serverID)}
+	req := func(o schema.QuerySpec, from, to int64, fields ...string) []byte {
 		o.To, o.Fields = to, fields
-		return bytes.Replace(buildQueryRequest(o, from), []byte("<xroad:id>"), []byte("<xroad:id>fixed-"), 1)
+		return bytes.Replace(schema.BuildQueryRequest(o, from), []byte("<xroad:id>"), []byte("<xroad:id>fixed-"), 1)
 	}
 	health := owner
 	health.Health = true
@@ -140,7 +142,7 @@ func TestQueryHostileXML(t *testing.T) {
 		took := time.Since(start)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		f := parseFault(b)
+		f := schema.ParseFault(b)
 		if status != 200 || f == nil || !strings.HasPrefix(f.Code, "server.serverproxy.opmonitor.invalid_") {
 			t.Errorf("%s: %d %s", name, status, b)
 		}

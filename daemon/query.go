@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/google/uuid"
 	"github.com/klauspost/pgzip"
 
 	"github.com/opmond/opmond/schema"
@@ -263,7 +262,7 @@ func (d *Daemon) healthData(c *fiber.Ctx, req *schema.QueryRequest) *queryFault 
 
 // writeFault is the one place where query errors become SOAP faults (§3.9).
 func (d *Daemon) writeFault(c *fiber.Ctx, f *queryFault) {
-	detail := uuid.NewString()
+	detail := schema.NewUUID()
 	code := schema.FaultPrefix + f.Code
 	if f.Code == schema.FaultInternalError {
 		d.log.Error().Str("faultCode", code).Str("faultString", f.String).Str("faultDetail", detail).Msg("query fault")
@@ -282,5 +281,5 @@ func (d *Daemon) writeFault(c *fiber.Ctx, f *queryFault) {
 
 func tooLargeQuery(limit int64) []byte {
 	return schema.FaultXML(schema.FaultPrefix+schema.FaultInvalidRequest,
-		"request body exceeds "+strconv.FormatInt(limit, 10)+" bytes", uuid.NewString())
+		"request body exceeds "+strconv.FormatInt(limit, 10)+" bytes", schema.NewUUID())
 }

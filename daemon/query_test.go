@@ -3,7 +3,6 @@ package daemon
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,21 +66,21 @@ func (td *testDaemon) storeAt(clock *testClock, ts int64, recs ...map[string]any
 type opAnswer struct {
 	records []map[string]any
 	next    *int64
-	fault   *soapFault
+	fault   *schema.Fault
 	raw     []byte
 	header  http.Header
 }
 
 func (td *testDaemon) queryOp(as string, server string, from, to int64, filter string, fields ...string) opAnswer {
 	td.t.Helper()
-	o := QueryOptions{As: clientOf(as), To: to, Fields: fields}
+	o := schema.QuerySpec{As: clientOf(as), To: to, Fields: fields}
 	if server != "" {
 		o.Server = serverOf(server)
 	}
 	if filter != "" {
 		o.Client = clientOf(filter)
 	}
-	return td.querySOAP(buildQueryRequest(o, from))
+	return td.querySOAP(schema.BuildQueryRequest(o, from))
 }
 
 func (td *testDaemon) querySOAP(body []byte) opAnswer {
@@ -90,9 +89,9 @@ func (td *testDaemon) querySOAP(body []byte) opAnswer {
 	if status != 200 {
 		td.t.Fatalf("status %d", status)
 	}
-	raws, next, err := ReadOperationalDataAnswer(hdr.Get("Content-Type"), bytes.NewReader(b))
+	raws, next, err := schema.ReadOperationalDataAnswer(hdr.Get("Content-Type"), bytes.NewReader(b))
 	a := opAnswer{next: next, raw: b, header: hdr}
-	var f *soapFault
+	var f *schema.Fault
 	if errors.As(err, &f) {
 		a.fault = f
 		return a
@@ -338,7 +337,7 @@ func TestQueryFaults(t *testing.T) {
 	td := queryDaemon(t, clock, nil)
 	avail := int64(queryNow - 60)
 	req := func(from, to int64, fields ...string) []byte {
-		return buildQueryRequest(QueryOptions{As: clientOf(ownerID), Server: serverOf(serverID), To: to, Fields: fields}, from)
+		return schema.BuildQueryRequest(schema.QuerySpec{As: clientOf(ownerID), Server: serverOf(serverID), To: to, Fields: fields}, from)
 	}
 	const invalid = "server.serverproxy.opmonitor.client.invalid_request"
 	tests := []struct {
@@ -370,7 +369,7 @@ func TestQueryFaults(t *testing.T) {
 			if _, ok := hdr["Soapaction"]; !ok {
 				t.Errorf("no SOAPAction header: %v", hdr)
 			}
-			f := parseFault(b)
+			f := schema.ParseFault(b)
 			if f == nil {
 				t.Fatalf("no fault: %s", b)
 			}
@@ -397,9 +396,9 @@ func TestQueryOutdatedGlobalConf(t *testing.T) {
 	writeGlobalConf(t, cfg.GlobalConf.Directory, time.Now().Add(-time.Minute), monitoringID)
 	td := startDaemon(t, cfg, time.Now)
 	for _, health := range []bool{false, true} {
-		o := QueryOptions{As: clientOf(ownerID), To: 10, Health: health}
-		_, _, b := td.post("/query_data", "text/xml", buildQueryRequest(o, 0))
-		f := parseFault(b)
+		o := schema.QuerySpec{As: clientOf(ownerID), To: 10, Health: health}
+		_, _, b := td.post("/query_data", "text/xml", schema.BuildQueryRequest(o, 0))
+		f := schema.ParseFault(b)
 		if f == nil || f.Code != "server.serverproxy.opmonitor.global_conf_outdated" || f.String != "Global configuration is expired" {
 			t.Errorf("health=%v: %s", health, b)
 		}
@@ -417,8 +416,8 @@ func TestQueryOutdatedGlobalConf(t *testing.T) {
 		t.Fatal(err)
 	}
 	td2 := startDaemon(t, cfg2, nil)
-	_, _, b = td2.post("/query_data", "text/xml", buildQueryRequest(QueryOptions{As: clientOf(ownerID), To: 10}, 0))
-	if f := parseFault(b); f == nil || f.Code != "server.serverproxy.opmonitor.global_conf_outdated" {
+	_, _, b = td2.post("/query_data", "text/xml", schema.BuildQueryRequest(schema.QuerySpec{As: clientOf(ownerID), To: 10}, 0))
+	if f := schema.ParseFault(b); f == nil || f.Code != "server.serverproxy.opmonitor.global_conf_outdated" {
 		t.Errorf("empty directory: %s", b)
 	}
 }
@@ -501,7 +500,7 @@ func TestQueryReadsUpstreamAnswer(t *testing.T) {
 	}
 	line, _, _ := bytes.Cut(data, []byte("\n"))
 	boundary := strings.TrimSpace(strings.TrimPrefix(string(line), "--"))
-	recs, next, err := ReadOperationalDataAnswer(`multipart/related; type="text/xml"; boundary=`+boundary, bytes.NewReader(data))
+	recs, next, err := schema.ReadOperationalDataAnswer(`multipart/related; type="text/xml"; boundary=`+boundary, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -514,57 +513,9 @@ func TestQueryReadsUpstreamAnswer(t *testing.T) {
 	}
 	fault, err := os.ReadFile("../../shared/fixtures/upstream-fault-response.dat")
 	if err == nil {
-		if f := parseFault(fault); f == nil || f.Code == "" {
+		if f := schema.ParseFault(fault); f == nil || f.Code == "" {
 			t.Errorf("upstream fault not recognised: %s", fault)
 		}
-	}
-}
-
-// TestRunQueryPages: the query command follows nextRecordsFrom and prints
-// every record once.
-func TestRunQueryPages(t *testing.T) {
-	clock := newTestClock(1000)
-	td := queryDaemon(t, clock, func(c *Config) { c.OpMonitor.MaxRecordsInPayload = 3 })
-	want := 0
-	for ts := int64(1000); ts < 1010; ts++ {
-		for i := 0; i < int(ts%3)+1; i++ {
-			td.storeAt(clock, ts, jrec("messageId", fmt.Sprint(ts, "-", i)))
-			want++
-		}
-	}
-	clock.Set(queryNow)
-	cfgPath := filepath.Join(t.TempDir(), "opmond.toml")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("[global-conf]\ndirectory = %q\n", td.cfg.GlobalConf.Directory)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	err := RunQuery(context.Background(), QueryOptions{ConfigFile: cfgPath, URL: td.url, From: 0, To: 5000}, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	seen := map[string]bool{}
-	for _, l := range lines {
-		var r map[string]any
-		if err := json.Unmarshal([]byte(l), &r); err != nil {
-			t.Fatalf("line %q: %v", l, err)
-		}
-		seen[fmt.Sprint(r["messageId"])] = true
-	}
-	if len(lines) != want || len(seen) != want {
-		t.Errorf("printed %d lines, %d distinct, want %d", len(lines), len(seen), want)
-	}
-	if strings.Contains(td.logs.String(), "not available") {
-		t.Error("the client asked past the records-available point")
-	}
-	// --health prints one JSON document.
-	out.Reset()
-	if err := RunQuery(context.Background(), QueryOptions{ConfigFile: cfgPath, URL: td.url, Health: true}, &out); err != nil {
-		t.Fatal(err)
-	}
-	var h map[string]any
-	if err := json.Unmarshal(out.Bytes(), &h); err != nil || h["statisticsPeriodSeconds"] != float64(600) {
-		t.Errorf("health output %s: %v", out.String(), err)
 	}
 }
 
@@ -593,15 +544,15 @@ func TestHealthData(t *testing.T) {
 	td.store(append(recs, other, client)...)
 
 	get := func(filter string) *schema.HealthData {
-		o := QueryOptions{As: clientOf("EE/COM/10000001/CRM"), Health: true}
+		o := schema.QuerySpec{As: clientOf("EE/COM/10000001/CRM"), Health: true}
 		if filter != "" {
 			o.Client = clientOf(filter)
 		}
-		status, hdr, b := td.post("/query_data", "text/xml; charset=UTF-8", buildQueryRequest(o, 0))
+		status, hdr, b := td.post("/query_data", "text/xml; charset=UTF-8", schema.BuildQueryRequest(o, 0))
 		if status != 200 || hdr.Get("Content-Type") != "text/xml; charset=UTF-8" {
 			t.Fatalf("status %d content type %q", status, hdr.Get("Content-Type"))
 		}
-		if f := parseFault(b); f != nil {
+		if f := schema.ParseFault(b); f != nil {
 			t.Fatal(f)
 		}
 		h, err := schema.ParseHealthAnswer(b)
@@ -708,7 +659,7 @@ func TestQueryChunkedBody(t *testing.T) {
 	td := queryDaemon(t, clock, nil)
 	td.storeAt(clock, 1000, jrec("messageId", "chunked"))
 	clock.Set(queryNow)
-	body := buildQueryRequest(QueryOptions{As: clientOf(ownerID), Server: serverOf(serverID), To: 2000}, 0)
+	body := schema.BuildQueryRequest(schema.QuerySpec{As: clientOf(ownerID), Server: serverOf(serverID), To: 2000}, 0)
 	pr, pw := io.Pipe()
 	go func() {
 		for i := 0; i < len(body); i += 100 {
@@ -728,7 +679,7 @@ func TestQueryChunkedBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	recs, _, err := ReadOperationalDataAnswer(resp.Header.Get("Content-Type"), resp.Body)
+	recs, _, err := schema.ReadOperationalDataAnswer(resp.Header.Get("Content-Type"), resp.Body)
 	if err != nil || len(recs) != 1 || !strings.Contains(string(recs[0]), "chunked") {
 		t.Errorf("answer %s: %v", recs, err)
 	}

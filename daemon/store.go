@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"github.com/opmond/opmond/schema"
@@ -89,7 +88,7 @@ func writeStoreAnswer(c *fiber.Ctx, failure error) error {
 	msg := failure.Error()
 	var ue upstreamError
 	if errors.As(failure, &ue) {
-		msg = "[" + uuid.NewString() + "] [SYSTEM] internal_error: " + ue.msg
+		msg = "[" + schema.NewUUID() + "] [SYSTEM] internal_error: " + ue.msg
 	}
 	b := schema.AppendJSONString([]byte(`{"status":"Error","errorMessage":`), msg)
 	return c.Send(append(b, '}'))
