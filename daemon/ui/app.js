@@ -552,10 +552,26 @@
 
   // ---- events ----------------------------------------------------------
 
+  // filterError checks the identifiers' shape (the daemon checks the rest).
+  function filterError(f) {
+    var m = f.member ? f.member.split("/") : null;
+    if (m && (m.length < 3 || m.length > 4 || m.slice(0, 3).indexOf("") >= 0)) {
+      return "Member: INSTANCE/CLASS/CODE or INSTANCE/CLASS/CODE/SUBSYSTEM, such as EE/GOV/70000001/MONITORING";
+    }
+    var s = f.service ? f.service.split("/") : null;
+    if (s && (s.length < 5 || s.length > 6 || [0, 1, 2, 4].some(function (i) { return !s[i]; }))) {
+      return "Service: INSTANCE/CLASS/CODE/SUBSYSTEM/SERVICE[/VERSION], with an empty SUBSYSTEM for a member's own service";
+    }
+    return "";
+  }
+
   form.addEventListener("submit", function (ev) {
     ev.preventDefault();
     var f = {};
     ["range", "interval", "type", "member", "service"].forEach(function (k) { f[k] = form.elements[k].value.trim(); });
+    var bad = filterError(f);
+    $("filter-error").textContent = bad;
+    if (bad) return;
     state.filters = f;
     state.page = 0;
     state.failWindow = 600;

@@ -414,6 +414,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("chart request spans %v s: want the hour first, then less", spans)
 	}
 
+	// A malformed identifier is refused on the page, saying what is expected.
+	if msg := eval[string](t, ctx, `(() => {
+		const f = document.getElementById("filters");
+		f.elements.member.value = "EE/GOV";
+		f.requestSubmit();
+		return document.getElementById("filter-error").textContent;
+	})()`); !strings.Contains(msg, "INSTANCE/CLASS/CODE") {
+		t.Errorf("malformed member: filter error %q", msg)
+	}
+
 	// A bookmarked view: the filters come from the URL and reach the API.
 	chosen := services[2]
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1400, 1000),
