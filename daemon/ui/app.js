@@ -435,13 +435,13 @@
         });
         fails.sort(function (a, b) { return b.requestInTs - a.requestInTs; });
         if (!cut && fails.length < FAIL_SHOWN && win < range) state.failWindow = Math.min(range, win * 4);
-        renderFailures(fails, recs.length, win, cut);
+        renderFailures(fails, recs.length, win, cut, status.recordsAvailableOffsetSeconds);
       });
     }
     return attempt();
   }
 
-  function renderFailures(fails, scanned, win, cut) {
+  function renderFailures(fails, scanned, win, cut, offset) {
     var tb = document.querySelector("#failures-table tbody");
     tb.replaceChildren();
     fails.slice(0, FAIL_SHOWN).forEach(function (r) {
@@ -468,7 +468,8 @@
     labelCells($("failures-table"));
     $("failures-count").textContent = "(" + num(fails.length) + (fails.length > FAIL_SHOWN ? ", newest " + FAIL_SHOWN + " shown" : "") + ")";
     $("failures-note").textContent = "Failed requests among the " + num(scanned) + " records stored in the last " +
-      fmtDuration(win) + (cut ? " (oldest " + num(FAIL_LIMIT) + " of them: traffic is heavy)" : "") + ".";
+      fmtDuration(win) + (cut ? " (oldest " + num(FAIL_LIMIT) + " of them: traffic is heavy)" : "") +
+      (offset ? "; the last " + fmtDuration(offset + 1) + " are not available yet (records-available-timestamp-offset-seconds)" : "") + ".";
   }
 
   // ---- quarantine ------------------------------------------------------
