@@ -351,26 +351,23 @@ func TestDashboardInBrowser(t *testing.T) {
 	if total := eval[string](t, ctx, `document.getElementById("chart").dataset.total`); total == "" || total == "0" {
 		t.Errorf("chart total %q, want the stored requests", total)
 	}
-	lit := eval[int](t, ctx, `(() => {
+	// uPlot paints on the next animation frame, hence the wait.
+	waitFor(t, ctx, "a drawn chart", `(() => {
 		const c = document.querySelector("#chart canvas");
-		if (!c) return -1;
+		if (!c) return false;
 		const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
 		let n = 0;
 		for (let i = 0; i < d.length; i += 4)
 			if (d[i+3] > 200 && Math.abs(d[i]-26) < 40 && Math.abs(d[i+1]-127) < 40 && Math.abs(d[i+2]-55) < 40) n++;
-		return n;
-	})()`)
-	if lit < 100 {
-		t.Errorf("chart canvas has %d pixels of the series colour; want a drawn line", lit)
-	}
+		return n >= 100; // pixels of the successful series' colour: a line, not just axes
+	})()`, 5*time.Second)
 
 	// Keyboard: a column header is a button; Enter on it sorts.
 	if err := chromedp.Do(ctx, chromedp.Focus(chromedp.CSS(`#health-table th[data-key="service"] button`)), chromedp.KeyEvent("\r")); err != nil {
 		t.Fatal(err)
 	}
-	if got := eval[string](t, ctx, `document.querySelector('#health-table th[data-key="service"]').getAttribute("aria-sort")`); got != "ascending" {
-		t.Errorf("after Enter on the Service header: aria-sort %q, want ascending", got)
-	}
+	waitFor(t, ctx, "sorting by service after Enter on its header",
+		`document.querySelector('#health-table th[data-key="service"]').getAttribute("aria-sort") === "ascending"`, 5*time.Second)
 	if !strings.Contains(eval[string](t, ctx, "location.search"), "sort=service") {
 		t.Error("the sort order is not kept in the URL")
 	}
@@ -387,10 +384,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(420, 900)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if w := eval[int](t, ctx, "document.documentElement.scrollWidth"); w > 420 {
-		t.Errorf("narrow window: the page is %d px wide in a 420 px viewport", w)
-	}
+	// The chart follows the width on the next frame.
+	waitFor(t, ctx, "narrow window: nothing wider than 420 px", `document.documentElement.scrollWidth <= 420`, 5*time.Second)
 
 	if dir := os.Getenv("OPMOND_UI_SCREENSHOTS"); dir != "" {
 		screenshots(t, ctx, dir)
