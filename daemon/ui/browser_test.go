@@ -339,6 +339,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 	waitFor(t, ctx, "fault code in recent failures", `document.querySelector("#failures-table").innerText.includes("`+testFault+`")`, 5*time.Second)
+	// Failures are marked by a symbol, not by colour alone.
+	if marks := eval[[]string](t, ctx, `[...document.querySelectorAll("#failures-table tbody td.fault, #health-table tbody td.bad-mark.num")].map(td => td.textContent)`); len(marks) == 0 {
+		t.Error("no failure cells found")
+	} else {
+		for _, m := range marks {
+			if !strings.HasPrefix(m, "✗ ") {
+				t.Errorf("failure cell %q without the ✗ mark", m)
+			}
+		}
+	}
 	if got := eval[string](t, ctx, `document.getElementById("quarantine-count").textContent`); got != "(2)" {
 		t.Errorf("quarantine count %q, want (2)", got)
 	}
