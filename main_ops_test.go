@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/opmond/opmond/schema"
 )
 
@@ -276,6 +278,17 @@ func TestBackupCommand(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "wrote "+backup+": ") {
 		t.Fatalf("backup: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	bdb, err := bolt.Open(backup, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = bdb.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			t.Errorf("bbolt check of the backup: %v", err)
+		}
+		return nil
+	})
+	bdb.Close()
 	if ents, _ := os.ReadDir(outDir); len(ents) != 1 {
 		t.Errorf("backup folder holds %d entries, want only the backup", len(ents))
 	}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -101,20 +101,41 @@ func (d *Daemon) handleRecords(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	plan.q.Associated, plan.q.Provider = client, provider
-	var body bytes.Buffer
-	res, err := d.writeRecords(r.Context(), &body, plan, "")
-	if err != nil {
-		d.log.Error().Err(err).Msg("records query failed")
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	if next, ok := plan.nextRecordsFrom(res); ok {
-		body.WriteString(`,"nextRecordsFrom":`)
-		body.WriteString(strconv.FormatInt(next, 10))
-	}
-	body.WriteByte('}')
+	// Streamed: limit has no upper bound, so neither has the answer.
+	// nextRecordsFrom comes last, once the query has told it.
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(body.Bytes())
+	sw := &sentWriter{w: w}
+	res, err := d.writeRecords(r.Context(), sw, plan, "")
+	if err == nil {
+		tail := []byte{}
+		if next, ok := plan.nextRecordsFrom(res); ok {
+			tail = strconv.AppendInt(append(tail, `,"nextRecordsFrom":`...), next, 10)
+		}
+		_, err = sw.Write(append(tail, '}'))
+	}
+	if err != nil {
+		if r.Context().Err() == nil {
+			d.log.Error().Err(err).Msg("records query failed")
+		}
+		if !sw.sent {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		// Part of the answer is out: cut the connection so that the client
+		// sees a broken answer, not a short one.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// sentWriter tells whether anything was written to w.
+type sentWriter struct {
+	w    io.Writer
+	sent bool
+}
+
+func (s *sentWriter) Write(p []byte) (int, error) {
+	s.sent = true
+	return s.w.Write(p)
 }
 
 // handleHealth serves GET /api/v1/health: the getSecurityServerHealthData
@@ -207,8 +228,9 @@ func (d *Daemon) handleQuarantine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	sw := &sentWriter{w: w}
 	b := append(make([]byte, 0, 64<<10), `{"records":[`...)
-	first, flushed := true, false
+	first := true
 	err := d.db.ListQuarantine(r.Context(), from, to, func(q storage.Quarantined) error {
 		if !first {
 			b = append(b, ',')
@@ -221,28 +243,25 @@ func (d *Daemon) handleQuarantine(w http.ResponseWriter, r *http.Request) {
 		b = appendQuarantined(b, q.Raw)
 		b = append(b, '}')
 		if len(b) >= 60<<10 {
-			flushed = true
-			_, err := w.Write(b)
+			_, err := sw.Write(b)
 			b = b[:0]
 			return err
 		}
 		return nil
 	})
-	if err != nil && !flushed {
-		d.log.Error().Err(err).Msg("quarantine listing failed")
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
+	if err == nil {
+		_, err = sw.Write(append(b, "]}"...))
 	}
 	if err != nil {
-		// Part of the answer may be out: cut the connection so that the
-		// client sees a broken answer, not a short list.
-		if !errors.Is(err, r.Context().Err()) {
+		if r.Context().Err() == nil {
 			d.log.Error().Err(err).Msg("quarantine listing failed")
 		}
-		panic(http.ErrAbortHandler)
+		if !sw.sent {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		panic(http.ErrAbortHandler) // as in handleRecords
 	}
-	b = append(b, "]}"...)
-	_, _ = w.Write(b)
 }
 
 // appendQuarantined appends the record as received: as JSON when it is,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/opmond/opmond/daemon"
 	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/tlsconf"
 )
 
 // startDaemon runs a daemon in this process with the central monitoring
@@ -107,6 +108,44 @@ func TestRunQueryPages(t *testing.T) {
 	var h map[string]any
 	if err := json.Unmarshal(out.Bytes(), &h); err != nil || h["statisticsPeriodSeconds"] != float64(600) {
 		t.Errorf("health output %s: %v", out.String(), err)
+	}
+}
+
+// TestRunQueryHTTPS: against an https daemon, the query presents the
+// configuration's key pair and pins the same certificate as the server's.
+func TestRunQueryHTTPS(t *testing.T) {
+	certDir := t.TempDir()
+	cert, key, err := tlsconf.Generate(tlsconf.GenOptions{Dir: certDir, CN: "opmond-test", Days: 1, SANs: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, url, _ := startDaemon(t, func(c *daemon.Config) {
+		c.OpMonitor.Scheme = "https"
+		c.OpMonitor.TLSCertificate, c.OpMonitor.TLSKey = cert, key
+		c.OpMonitor.ClientTLSCertificate = daemon.StringList{cert}
+	})
+	r, err := schema.DecodeRecord([]byte(`{"monitoringDataTs":1000,"messageId":"over-tls","securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true}`),
+		schema.DecodeOptions{KeepMonitoringDataTs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DB().Import(context.Background(), []schema.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	gc, _ := filepath.Abs(filepath.Join("..", "..", "anchor", "testdata", "bench-globalconf"))
+	cfgPath := filepath.Join(t.TempDir(), "query.toml")
+	content := fmt.Sprintf("[op-monitor]\nscheme = \"https\"\ntls-certificate = %q\ntls-key = %q\n[global-conf]\ndirectory = %q\nignore-expiry = true\n", cert, key, gc)
+	if err := os.WriteFile(cfgPath, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	o := QueryOptions{ConfigFile: cfgPath, URL: strings.Replace(url, "http://", "https://", 1)}
+	o.To = 5000
+	if err := RunQuery(context.Background(), o, &out); err != nil {
+		t.Fatalf("query over https: %v", err)
+	}
+	if !strings.Contains(out.String(), `"messageId":"over-tls"`) {
+		t.Errorf("query output %q", out.String())
 	}
 }
 
