@@ -7,7 +7,7 @@ CONFIG  ?= $(wildcard opmond.toml)
 FUZZTIME ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build run test bench fuzz lint clean proto
+.PHONY: build run test bench fuzz lint clean proto ui-vendor
 
 ## build: a static binary ./opmond
 build:
@@ -43,6 +43,15 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l . | grep -v '^testdata/')" || { gofmt -l . ; echo "gofmt needed"; exit 1; }
 	$(GO) run $(STATICCHECK) ./...
+
+## ui-vendor: refresh the dashboard's copy of uPlot from npm (UPLOT_VERSION; needs npm, not needed to build)
+UPLOT_VERSION ?= 1.6.32
+ui-vendor:
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	npm pack --silent --pack-destination "$$tmp" uplot@$(UPLOT_VERSION) >/dev/null && \
+	tar -xzf "$$tmp"/uplot-$(UPLOT_VERSION).tgz -C "$$tmp" && \
+	cp "$$tmp"/package/dist/uPlot.iife.min.js "$$tmp"/package/dist/uPlot.min.css daemon/ui/vendor/ && \
+	cp "$$tmp"/package/LICENSE daemon/ui/vendor/uPlot.LICENSE
 
 clean:
 	rm -f opmond opmond_*.deb

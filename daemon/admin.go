@@ -31,6 +31,7 @@ func (d *Daemon) adminHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/quarantine", d.handleQuarantine)
 	mux.HandleFunc("POST /api/v1/import", d.handleImport)
 	mux.HandleFunc("GET /api/v1/backup", d.handleBackup)
+	d.registerDashboard(mux)
 	return mux
 }
 
