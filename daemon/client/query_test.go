@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opmond/opmond/daemon"
 	"github.com/opmond/opmond/schema"
@@ -68,7 +69,9 @@ func startDaemon(t *testing.T, mutate func(*daemon.Config)) (*daemon.Daemon, str
 func TestRunQueryPages(t *testing.T) {
 	d, url, cfgPath := startDaemon(t, func(c *daemon.Config) { c.OpMonitor.MaxRecordsInPayload = 3 })
 	var recs []schema.Record
-	for ts := int64(1000); ts < 1010; ts++ {
+	// An hour old: within retention, so the start-up purge keeps them.
+	base := time.Now().Unix() - 3600
+	for ts := base; ts < base+10; ts++ {
 		for i := 0; i < int(ts%3)+1; i++ {
 			line := fmt.Sprintf(`{"monitoringDataTs":%d,"messageId":"%d-%d","securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true}`, ts, ts, i)
 			r, err := schema.DecodeRecord([]byte(line), schema.DecodeOptions{KeepMonitoringDataTs: true})
@@ -83,7 +86,7 @@ func TestRunQueryPages(t *testing.T) {
 	}
 	var out bytes.Buffer
 	o := QueryOptions{ConfigFile: cfgPath, URL: url}
-	o.To = 5000
+	o.From, o.To = base, base+20
 	if err := RunQuery(context.Background(), o, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +127,9 @@ func TestRunQueryHTTPS(t *testing.T) {
 		c.OpMonitor.TLSCertificate, c.OpMonitor.TLSKey = cert, key
 		c.OpMonitor.ClientTLSCertificate = daemon.StringList{cert}
 	})
-	r, err := schema.DecodeRecord([]byte(`{"monitoringDataTs":1000,"messageId":"over-tls","securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true}`),
+	// An hour old: within retention, so the start-up purge keeps it.
+	ts := time.Now().Unix() - 3600
+	r, err := schema.DecodeRecord(fmt.Appendf(nil, `{"monitoringDataTs":%d,"messageId":"over-tls","securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true}`, ts),
 		schema.DecodeOptions{KeepMonitoringDataTs: true})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +145,7 @@ func TestRunQueryHTTPS(t *testing.T) {
 	}
 	var out bytes.Buffer
 	o := QueryOptions{ConfigFile: cfgPath, URL: strings.Replace(url, "http://", "https://", 1)}
-	o.To = 5000
+	o.From, o.To = ts-10, ts+10
 	if err := RunQuery(context.Background(), o, &out); err != nil {
 		t.Fatalf("query over https: %v", err)
 	}
