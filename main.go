@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/opmond/opmond/daemon"
+	"github.com/opmond/opmond/daemon/client"
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/tlsconf"
 )
@@ -66,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = gencert(args, stdout, stderr)
 	case "query":
 		err = query(args, stdout, stderr)
+	case "bench":
+		return client.Bench(args, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 	default:
