@@ -25,6 +25,9 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, `{"status":"ready"}`)
 	})
+	if d.cfg.Admin.Pprof {
+		registerPprof(mux)
+	}
 	return mux
 }
 
