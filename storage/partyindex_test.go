@@ -4,7 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"path/filepath"
-	"reflect"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,30 +25,8 @@ func TestFilteredQueryDenseSeconds(t *testing.T) {
 	more, last := storeRandomly(t, db, clk, rng, gen[2500:], ts+1, 3, 8)
 	all = append(all, more...)
 	d := schematest.NewDataset()
-	for _, p := range []schema.ClientID{d.Clients[0], d.Clients[7], d.Clients[29], d.Providers()[0], d.Providers()[5]} {
-		for _, max := range []int{1, 5, 60, 100000} {
-			for _, from := range []int64{0, 500, 501, last - 5} {
-				for _, prov := range []bool{false, true} {
-					q := Query{From: from, To: last, Max: max, Associated: &p}
-					if prov {
-						q.Associated, q.Provider = nil, &p
-					}
-					want, wantRes := refRecords(all, q)
-					var got []schema.Record
-					res, err := db.Query(context.Background(), q, func(r *schema.Record) error {
-						got = append(got, *r)
-						return nil
-					})
-					if err != nil {
-						t.Fatal(err)
-					}
-					if res != wantRes || !reflect.DeepEqual(got, want) {
-						t.Fatalf("query %+v:\n got %+v (%d records)\nwant %+v (%d records)", q, res, len(got), wantRes, len(want))
-					}
-				}
-			}
-		}
-	}
+	parties := []schema.ClientID{d.Clients[0], d.Clients[7], d.Clients[29], d.Providers()[0], d.Providers()[5]}
+	checkFiltered(t, db, all, parties, []int{1, 5, 60, 100000}, []int64{0, 500, 501, last - 5}, last)
 	var dense, entries int
 	_ = db.bolt.View(func(tx *bolt.Tx) error {
 		checkIndexes(t, tx)
