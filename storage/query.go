@@ -333,6 +333,7 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 	out, zbuf := st.batch[:0], st.zbuf[:0]
 	defer func() { st.batch, st.zbuf = out, zbuf }()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		defer releaseMapped(db.bolt, tx) // what was read is copied out
 		it := newCandIter(tx, hashes, lim.to)
 		recs, size := 0, 0
 		for k, v, err := it.seek(start); ; k, v, err = it.next() {
@@ -375,6 +376,7 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 func (db *DB) probe(st *queryState, hashes []uint64, start blockKey, to int64, f filter) (bool, error) {
 	found := false
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		defer releaseMapped(db.bolt, tx)
 		it := newCandIter(tx, hashes, to)
 		for k, v, err := it.seek(start); ; k, v, err = it.next() {
 			if err != nil || k == nil {

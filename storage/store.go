@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -16,6 +17,10 @@ import (
 
 // maxGroup bounds the calls written in one group commit.
 const maxGroup = 128
+
+// releaseEvery is how often the committer releases the mapped pages its
+// commits have read (see releaseMapped).
+const releaseEvery = 100 * time.Millisecond
 
 // pendingBlock is an encoded block waiting to be written.
 type pendingBlock struct {
@@ -159,6 +164,7 @@ func (db *DB) write(ctx context.Context, req *writeReq) error {
 func (db *DB) committer() {
 	defer close(db.committerDone)
 	group := make([]*writeReq, 0, maxGroup)
+	var released time.Time
 	for {
 		select {
 		case r := <-db.reqs:
@@ -180,6 +186,14 @@ func (db *DB) committer() {
 			r.done <- err
 		}
 		clear(group)
+		if time.Since(released) >= releaseEvery {
+			// Commits read the pages they append to through the mapping.
+			released = time.Now()
+			_ = db.bolt.View(func(tx *bolt.Tx) error {
+				releaseMapped(db.bolt, tx)
+				return nil
+			})
+		}
 	}
 }
 
