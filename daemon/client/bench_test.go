@@ -224,3 +224,27 @@ func TestBenchFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchMinutes: per-minute figures, and a last sample just past the
+// run folded into the last minute.
+func TestBenchMinutes(t *testing.T) {
+	st := &benchStats{start: time.Unix(1000, 0)}
+	for i := range 100 {
+		st.store(st.start.Add(time.Duration(i)*time.Second), time.Duration(i+1)*time.Millisecond, 10)
+	}
+	st.sample(st.start.Add(30*time.Second), 5<<20, 0)
+	st.sample(st.start.Add(120*time.Second+time.Millisecond), 7<<20, 1<<20)
+	r := st.result(120 * time.Second)
+	if len(r.Minutes) != 2 || r.Records != 1000 || r.StoreRequests != 100 {
+		t.Fatalf("%+v", r)
+	}
+	if m := r.Minutes[0]; m.RecordsPerSecond != 10 || m.StoreP99 != 60 || m.RSSBytes != 5<<20 {
+		t.Errorf("minute 1: %+v", m)
+	}
+	if m := r.Minutes[1]; m.RSSBytes != 7<<20 || m.StoreP99 != 100 {
+		t.Errorf("minute 2: %+v", m)
+	}
+	if r.StoreP50 != 50 || r.StoreP99 != 99 || r.StoreMax != 100 || r.PeakRSSBytes != 7<<20 || r.DatabaseBytes != 1<<20 {
+		t.Errorf("totals: %+v", r)
+	}
+}
