@@ -148,7 +148,7 @@ func encodeParallel(chunks [][]schema.Record, out []pendingBlock) {
 // only until the committer has taken the request.
 func (db *DB) write(ctx context.Context, req *writeReq) error {
 	if db.perCall {
-		return db.update([]*writeReq{req})
+		return db.writeGroup([]*writeReq{req})
 	}
 	req.done = make(chan error, 1)
 	select {
@@ -181,7 +181,7 @@ func (db *DB) committer() {
 				break drain
 			}
 		}
-		err := db.update(group)
+		err := db.writeGroup(group)
 		for _, r := range group {
 			r.done <- err
 		}
@@ -199,9 +199,9 @@ func (db *DB) committer() {
 
 var empty = []byte{}
 
-// update writes reqs in one transaction. The party index's memory of the
+// writeGroup writes reqs in one transaction. The party index's memory of the
 // entries it wrote is kept only if the transaction commits.
-func (db *DB) update(reqs []*writeReq) error {
+func (db *DB) writeGroup(reqs []*writeReq) error {
 	db.pidx.mu.Lock()
 	defer db.pidx.mu.Unlock()
 	err := db.bolt.Update(func(tx *bolt.Tx) error { return db.apply(tx, reqs) })
