@@ -80,7 +80,7 @@ func init() {
 			synopsis: "--url URL [--records N | --duration D] [--conc N] [--batch N] [--query-every D] [--as ID]\n" +
 				"       [--admin URL] [--cert F --key F] [--json]",
 			example: "opmond bench --url http://127.0.0.1:2080 --records 200000 --admin http://127.0.0.1:2082",
-			run:     benchPending},
+			run:     benchCmd},
 		{name: "version", summary: "print the version, commit and Go version",
 			example: "opmond version",
 			run:     printVersion},

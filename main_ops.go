@@ -38,3 +38,17 @@ func importFiles(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	}
 	return client.Import(cfg, fs.Args(), stdin, stdout, stderr)
 }
+
+// benchCmd is `opmond bench`: load against a running daemon.
+func benchCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	finish := client.BenchFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	o, err := finish()
+	if err != nil {
+		return usageError{"bench: " + err.Error()}
+	}
+	return client.RunBench(o, stdout, stderr)
+}

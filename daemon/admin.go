@@ -32,6 +32,9 @@ func (d *Daemon) adminHandler() http.Handler {
 	mux.HandleFunc("POST /api/v1/import", d.handleImport)
 	mux.HandleFunc("GET /api/v1/backup", d.handleBackup)
 	d.registerDashboard(mux)
+	if d.cfg.Admin.Pprof {
+		registerPprof(mux)
+	}
 	return mux
 }
 

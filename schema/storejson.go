@@ -143,6 +143,25 @@ type decoder struct {
 	opts    DecodeOptions
 	scratch []byte // the decoded strings of the current record
 	tmp     []byte // decoded keys with escapes and string values of numeric fields
+
+	// succ[f] is the field that followed f in the previous record
+	// (succ[NumFields]: the first field). A sender writes its records'
+	// keys in one order, so comparing the key with the predicted name
+	// replaces most map lookups (8% of the store path's CPU).
+	succ [NumFields + 1]Field
+}
+
+// lookupField returns the field named key, trying the successor of prev
+// (NumFields at the start of a record) first.
+func (d *decoder) lookupField(prev Field, key []byte) (Field, bool) {
+	if p := d.succ[prev]; p < NumFields && Fields[p].Name == string(key) {
+		return p, true
+	}
+	f, ok := fieldByName[string(key)]
+	if ok {
+		d.succ[prev] = f
+	}
+	return f, ok
 }
 
 func (d *decoder) errAt(msg string) error {
@@ -335,12 +354,16 @@ func (d *decoder) record(r *Record, depth int) (reason string, err error) {
 	if d.peek() == '}' {
 		d.pos++
 	} else {
+		prev := Field(NumFields)
 		for {
 			key, err := d.key()
 			if err != nil {
 				return "", err
 			}
-			f, known := fieldByName[string(key)]
+			f, known := d.lookupField(prev, key)
+			if known {
+				prev = f
+			}
 			oldKey := oldNone
 			if !known {
 				switch string(key) {

@@ -1001,3 +1001,27 @@ func BenchmarkDecodeStoreRequest(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(len(body))/n, "bytes/record")
 }
+
+// TestDecodeKeyOrders: records of one request with their keys in different
+// orders decode alike (the decoder predicts each key from the previous
+// record's order and must fall back when the order changes).
+func TestDecodeKeyOrders(t *testing.T) {
+	a := `{"securityServerInternalIp":"1","securityServerType":"Client","requestInTs":1,"responseOutTs":2,"succeeded":true,"serviceCode":"s","clientXRoadInstance":"EE"}`
+	b := `{"clientXRoadInstance":"EE","succeeded":true,"securityServerInternalIp":"1","responseOutTs":2,"serviceCode":"s","requestInTs":1,"securityServerType":"Client"}`
+	c := `{"requestInTs":1,"securityServerType":"Client","securityServerInternalIp":"1","responseOutTs":2,"serviceCode":"s","succeeded":true,"clientXRoadInstance":"EE","unknown":5}`
+	req, err := DecodeStoreRequest([]byte(`{"records":[`+a+`,`+b+`,`+a+`,`+c+`,`+c+`,`+b+`]}`), DecodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(req.Records) != 6 {
+		t.Fatalf("%d records", len(req.Records))
+	}
+	for i := range req.Records {
+		if req.Records[i] != req.Records[0] {
+			t.Errorf("record %d differs: %+v vs %+v", i, req.Records[i], req.Records[0])
+		}
+	}
+	if r := req.Records[0]; r.Str(FServiceCode) != "s" || r.Int(FResponseOutTs) != 2 || !r.Bool(FSucceeded) || r.Str(FClientXRoadInstance) != "EE" {
+		t.Errorf("decoded %+v", r)
+	}
+}

@@ -3,8 +3,10 @@ package storage
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -267,6 +269,77 @@ func BenchmarkCompressionLevels(b *testing.B) {
 			b.ReportMetric(float64(out)/float64(b.N)/100, "B/record")
 			b.ReportMetric(float64(raw)/float64(b.N)/100, "raw-B/record")
 			b.ReportMetric(float64(b.N)*100/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// BenchmarkOpen measures start-up: opening the benchmark database (1M
+// records; OPMOND_BENCH_DB_RECORDS=10000000 for 10M) and reading its
+// counters, as the daemon does before it serves.
+func BenchmarkOpen(b *testing.B) {
+	path, err := benchQueryDB()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var times []time.Duration
+	for range b.N {
+		start := time.Now()
+		db, err := Open(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := db.Stats(); err != nil {
+			b.Fatal(err)
+		}
+		times = append(times, time.Since(start))
+		b.StopTimer()
+		db.Close()
+		b.StartTimer()
+	}
+	slices.Sort(times)
+	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
+}
+
+// benchStoredDB is 200,000 records written as the daemon writes them:
+// 100-record Store calls from 4 goroutines on the real clock, so busy
+// seconds hold many blocks (unlike benchQueryDB's one block per second).
+var benchStoredDB = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "opmond-storage-bench-stored-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "opmon.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	storeParallel(&testing.B{}, db, benchRecords(), len(benchRecords()), 100)
+	return path, nil
+})
+
+// BenchmarkQueryStored: a page over the whole of benchStoredDB, unfiltered
+// (the first 10,000 records) and for a client of middle popularity and a
+// popular one (a regular client's view: every block of the window is a
+// candidate).
+func BenchmarkQueryStored(b *testing.B) {
+	path, err := benchStoredDB()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(filepath.Dir(path)) })
+	db, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	clients := schematest.NewDataset().Clients
+	for _, c := range []struct {
+		name string
+		id   *schema.ClientID
+	}{{"page", nil}, {"mid", &clients[15]}, {"popular", &clients[1]}} {
+		b.Run(c.name, func(b *testing.B) {
+			benchQuery(b, db, Query{From: 0, To: math.MaxInt32, Max: 10000, Associated: c.id})
 		})
 	}
 }

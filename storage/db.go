@@ -7,8 +7,10 @@
 //
 //	meta        format version and the Stats counters
 //	blocks      ts (8 bytes BE, monitoringDataTs) || seq (8 bytes BE) → block
-//	party       party hash (8) || block key → empty; one entry per distinct
-//	            client and provider of a block (the hash includes the role)
+//	party       party hash (8) || block key → empty; an entry for each
+//	            distinct client and provider of a block (the hash includes
+//	            the role), except that blocks of one second written by Store
+//	            share an entry within partyWindow blocks (see store.go)
 //	reqmin      requestInTs minute (8, sign bit flipped) || block key → empty;
 //	            one entry per distinct minute of a block
 //	quarantine  receivedAt (8) || seq (8) → JSON, see quarantine.go
@@ -38,10 +40,14 @@ import (
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("database closed")
 
-// Format of the database file, stored in the meta bucket.
+// Format of the database file, stored in the meta bucket. Version 2 has
+// the sparse party index; a version 1 file is a valid version 2 file (its
+// index has an entry for every block) and is upgraded by rewriting the
+// version, which stops older binaries from reading it with their denser
+// expectations.
 const (
 	formatName    = "opmond-db"
-	formatVersion = 1
+	formatVersion = 2
 )
 
 var (
@@ -85,6 +91,8 @@ type DB struct {
 	// perCall makes Store and Import write in their own transaction instead
 	// of handing over to the committer; kept for the benchmark comparison.
 	perCall bool
+
+	pidx partyIndexMemory
 
 	reqs          chan *writeReq
 	stop          chan struct{}
@@ -148,6 +156,10 @@ func initBuckets(tx *bolt.Tx) error {
 		f := string(meta.Get(metaFormat))
 		switch {
 		case f == formatString():
+		case f == formatName+" 1":
+			if err := meta.Put(metaFormat, []byte(formatString())); err != nil {
+				return err
+			}
 		case strings.HasPrefix(f, formatName+" "):
 			return fmt.Errorf("database format %q is not supported (this opmond reads %q)", f, formatString())
 		default:

@@ -105,10 +105,30 @@ func checkIndexes(t testing.TB, tx *bolt.Tx) {
 	if err != nil {
 		t.Errorf("blocks: %v", err)
 	}
+	// Every party of a block has an entry for that block or for one less
+	// than partyWindow blocks before it in the same second, and every entry
+	// names a block holding its party.
+	party := tx.Bucket(bucketParty)
+	for k := range wantParty {
+		c := party.Cursor()
+		p, bk := []byte(k[:8]), []byte(k[8:])
+		ts, seq := keyTs(bk), binary.BigEndian.Uint64(bk[8:])
+		from := makeBlockKey(ts, seq-min(seq, partyWindow-1))
+		ek, _ := c.Seek(append(bytes.Clone(p), from[:]...))
+		if ek == nil || !bytes.Equal(ek[:8], p) || bytes.Compare(ek[8:], bk) > 0 {
+			t.Errorf("party %x of block %x has no index entry in its window", p, bk)
+		}
+	}
+	_ = party.ForEach(func(k, _ []byte) error {
+		if !wantParty[string(k)] {
+			t.Errorf("party: stray entry %x", k)
+		}
+		return nil
+	})
 	for _, ix := range []struct {
 		name []byte
 		want map[string]bool
-	}{{bucketParty, wantParty}, {bucketReqMin, wantMin}} {
+	}{{bucketReqMin, wantMin}} {
 		n := 0
 		_ = tx.Bucket(ix.name).ForEach(func(k, _ []byte) error {
 			n++

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -334,6 +333,7 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 	out, zbuf := st.batch[:0], st.zbuf[:0]
 	defer func() { st.batch, st.zbuf = out, zbuf }()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		defer releaseMapped(db.bolt, tx) // what was read is copied out
 		it := newCandIter(tx, hashes, lim.to)
 		recs, size := 0, 0
 		for k, v, err := it.seek(start); ; k, v, err = it.next() {
@@ -376,6 +376,7 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 func (db *DB) probe(st *queryState, hashes []uint64, start blockKey, to int64, f filter) (bool, error) {
 	found := false
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		defer releaseMapped(db.bolt, tx)
 		it := newCandIter(tx, hashes, to)
 		for k, v, err := it.seek(start); ; k, v, err = it.next() {
 			if err != nil || k == nil {
@@ -402,12 +403,21 @@ func (db *DB) probe(st *queryState, hashes []uint64, start blockKey, to int64, f
 }
 
 // candIter walks the blocks that may hold matching records in key order:
-// all blocks, or the union of the party index entries of some hashes.
+// all blocks, or those of the party index entries' windows (partyWindow
+// blocks of the entry's second from the entry's block on) whose headers
+// hold one of the hashes.
 type candIter struct {
 	blocks *bolt.Bucket
 	scan   *bolt.Cursor
-	idx    []idxCursor
 	to     int64
+
+	idx    []idxCursor
+	hashes []uint64
+	win    *bolt.Cursor // blocks of the current window
+	inWin  bool
+	winEnd blockKey // end (exclusive) of the current window
+	lower  blockKey // no block before it is returned
+	wk, wv []byte   // the window cursor's current block
 }
 
 type idxCursor struct {
@@ -424,10 +434,8 @@ func (ic *idxCursor) set(k []byte) {
 	}
 }
 
-var errDangling = errors.New("index entry without block")
-
 func newCandIter(tx *bolt.Tx, hashes []uint64, to int64) *candIter {
-	it := &candIter{blocks: tx.Bucket(bucketBlocks), to: to}
+	it := &candIter{blocks: tx.Bucket(bucketBlocks), to: to, hashes: hashes}
 	if hashes == nil {
 		it.scan = it.blocks.Cursor()
 		return it
@@ -438,6 +446,7 @@ func newCandIter(tx *bolt.Tx, hashes []uint64, to int64) *candIter {
 		it.idx[i] = idxCursor{c: party.Cursor()}
 		binary.BigEndian.PutUint64(it.idx[i].prefix[:], h)
 	}
+	it.win = it.blocks.Cursor()
 	return it
 }
 
@@ -448,12 +457,17 @@ func (it *candIter) seek(start blockKey) (k, v []byte, err error) {
 		k, v = it.scan.Seek(start[:])
 		return it.bound(k, v)
 	}
+	// An entry up to partyWindow blocks before start in its second opens a
+	// window that may cover start.
+	ts, seq := keyTs(start[:]), binary.BigEndian.Uint64(start[8:])
+	from := makeBlockKey(ts, seq-min(seq, partyWindow-1))
 	for i := range it.idx {
 		ic := &it.idx[i]
-		k, _ := ic.c.Seek(append(ic.prefix[:], start[:]...))
+		k, _ := ic.c.Seek(append(ic.prefix[:], from[:]...))
 		ic.set(k)
 	}
-	return it.pick()
+	it.lower, it.inWin = start, false
+	return it.next()
 }
 
 func (it *candIter) next() (k, v []byte, err error) {
@@ -461,31 +475,80 @@ func (it *candIter) next() (k, v []byte, err error) {
 		k, v = it.scan.Next()
 		return it.bound(k, v)
 	}
-	return it.pick()
+	for {
+		if it.inWin {
+			k, v := it.wk, it.wv
+			if k != nil {
+				it.wk, it.wv = it.win.Next()
+			}
+			// Entries inside the window up to this block extend it.
+			for m := it.minEntry(); m != nil && bytes.Compare(m, it.winEnd[:]) < 0 &&
+				(k == nil || bytes.Compare(m, k) <= 0); m = it.minEntry() {
+				if e := windowEnd(m); bytes.Compare(e[:], it.winEnd[:]) > 0 {
+					it.winEnd = e
+				}
+				it.advance(m)
+			}
+			if k != nil && bytes.Compare(k, it.winEnd[:]) < 0 {
+				if keyTs(k) > it.to {
+					return nil, nil, nil
+				}
+				h, err := parseHeader(v)
+				if err != nil {
+					return nil, nil, err
+				}
+				for _, p := range it.hashes {
+					if h.hasParty(p) {
+						return k, v, nil
+					}
+				}
+				continue
+			}
+			it.inWin = false
+		}
+		m := it.minEntry()
+		if m == nil || keyTs(m) > it.to {
+			return nil, nil, nil
+		}
+		it.winEnd = windowEnd(m)
+		it.advance(m)
+		at := m
+		if bytes.Compare(at, it.lower[:]) < 0 {
+			at = it.lower[:]
+		}
+		it.wk, it.wv = it.win.Seek(at)
+		it.inWin = true
+	}
 }
 
-// pick returns the smallest current block key of the index cursors and
-// advances every cursor positioned on it.
-func (it *candIter) pick() (k, v []byte, err error) {
+// windowEnd is the end of the window of the entry for block key m.
+func windowEnd(m []byte) blockKey {
+	return makeBlockKey(keyTs(m), binary.BigEndian.Uint64(m[8:])+partyWindow)
+}
+
+// minEntry returns the smallest current block key of the index cursors.
+func (it *candIter) minEntry() []byte {
+	var k []byte
 	for i := range it.idx {
 		if key := it.idx[i].key; key != nil && (k == nil || bytes.Compare(key, k) < 0) {
 			k = key
 		}
 	}
-	if k == nil || keyTs(k) > it.to {
-		return nil, nil, nil
-	}
+	return k
+}
+
+// advance moves every index cursor positioned on block key k to its next
+// entry.
+func (it *candIter) advance(k []byte) {
+	var kk blockKey // the cursors' keys change under k
+	copy(kk[:], k)
 	for i := range it.idx {
 		ic := &it.idx[i]
-		if ic.key != nil && bytes.Equal(ic.key, k) {
+		if ic.key != nil && bytes.Equal(ic.key, kk[:]) {
 			nk, _ := ic.c.Next()
 			ic.set(nk)
 		}
 	}
-	if v = it.blocks.Get(k); v == nil {
-		return nil, nil, errDangling
-	}
-	return k, v, nil
 }
 
 func (it *candIter) bound(k, v []byte) ([]byte, []byte, error) {

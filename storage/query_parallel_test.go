@@ -54,9 +54,16 @@ func TestFilteredQueryManyBlocks(t *testing.T) {
 	db, all, last := manyBlocksDB(t)
 	d := schematest.NewDataset()
 	parties := []schema.ClientID{d.Clients[0], d.Clients[5], d.Clients[15], d.Providers()[0], d.Providers()[1]}
+	checkFiltered(t, db, all, parties, []int{1, 2, 3, 7, 40, 100000}, []int64{0, 600, last - 20}, last)
+}
+
+// checkFiltered compares filtered queries (each party as associated and as
+// provider, each limit and start, up to last) with refRecords.
+func checkFiltered(t *testing.T, db *DB, all []schema.Record, parties []schema.ClientID, maxes []int, froms []int64, last int64) {
+	t.Helper()
 	for _, p := range parties {
-		for _, max := range []int{1, 2, 3, 7, 40, 100000} {
-			for _, from := range []int64{0, 600, last - 20} {
+		for _, max := range maxes {
+			for _, from := range froms {
 				for _, prov := range []bool{false, true} {
 					q := Query{From: from, To: last, Max: max, Associated: &p}
 					if prov {
