@@ -30,6 +30,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
+	"github.com/opmond/opmond/internal/testbin"
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/storage"
 )
@@ -51,14 +52,14 @@ type proc struct {
 // until /readyz answers.
 func startOpmond(t *testing.T, dir, opMonitorKeys string, wrapper ...string) *proc {
 	t.Helper()
-	port, aport := freePort(t), freePort(t)
+	port, aport := testbin.FreePort(t), testbin.FreePort(t)
 	cfg := filepath.Join(dir, "opmond.toml")
 	content := fmt.Sprintf("[op-monitor]\nhost = \"127.0.0.1\"\nport = %d\ndatabase = %q\n%s\n[admin]\nlisten = \"127.0.0.1:%d\"\n[log]\nlevel = \"info\"\n",
 		port, filepath.Join(dir, "db", "op.db"), opMonitorKeys, aport)
 	if err := os.WriteFile(cfg, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := append(append([]string{}, wrapper...), opmondBinary(t), "serve", "--config", cfg)
+	args := append(append([]string{}, wrapper...), testbin.Path(t), "serve", "--config", cfg)
 	cmd := exec.Command(args[0], args[1:]...)
 	var buf bytes.Buffer
 	p := &proc{t: t, cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), adminURL: fmt.Sprintf("http://127.0.0.1:%d", aport),
