@@ -135,6 +135,24 @@ func TestBenchHTTP(t *testing.T) {
 	}
 }
 
+// TestBenchQueries follows nextRecordsFrom with queries while storing, and
+// reads the records back from the answers.
+func TestBenchQueries(t *testing.T) {
+	url, _ := serveDaemon(t, t.TempDir(), "http", "")
+	code, out, errOut := testbin.Run(t, nil, "bench", "--url", url, "--duration", "1500ms", "--conc", "1",
+		"--query-every", "100ms", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	m := decodeResult(t, out)
+	if m["errors"] != 0.0 || m["queries"].(float64) < 1 || m["query_records"].(float64) < 1 {
+		t.Errorf("errors %v, queries %v, query records %v; want 0, some, some", m["errors"], m["queries"], m["query_records"])
+	}
+	if m["query_p50_ms"].(float64) <= 0 || m["query_max_ms"].(float64) < m["query_p50_ms"].(float64) {
+		t.Errorf("query latencies out of order: %v %v", m["query_p50_ms"], m["query_max_ms"])
+	}
+}
+
 // TestBenchHTTPS presents a client certificate to an https daemon.
 func TestBenchHTTPS(t *testing.T) {
 	dir := t.TempDir()
