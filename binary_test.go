@@ -1,14 +1,9 @@
 package main
 
 import (
-	"os"
 	"testing"
 
 	"github.com/opmond/opmond/internal/testbin"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }

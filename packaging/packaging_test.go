@@ -20,11 +20,7 @@ import (
 	"github.com/opmond/opmond/internal/testbin"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 func TestUnitHardening(t *testing.T) {
 	unit, err := os.ReadFile("opmond.service")

@@ -17,11 +17,7 @@ import (
 	"github.com/opmond/opmond/internal/testbin"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // serveDaemon runs `opmond serve` with extra [op-monitor] lines and returns
 // the store/query URL and the admin URL. The daemon is stopped at cleanup.

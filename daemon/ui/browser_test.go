@@ -45,11 +45,7 @@ type opmond struct {
 	logs               *bytes.Buffer
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // startOpmond runs the real binary's `opmond serve` with a configuration
 // of its own; the process is stopped with SIGTERM when the test ends.

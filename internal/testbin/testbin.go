@@ -78,6 +78,14 @@ func Cleanup() {
 	}
 }
 
+// Main runs the tests of m, removes the binary and exits with the tests'
+// code: a package's TestMain can be this one call.
+func Main(m *testing.M) {
+	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}
+
 // Run runs the binary to its end, with stdin when not nil, and returns its
 // exit code, stdout and stderr.
 func Run(t testing.TB, stdin []byte, args ...string) (int, string, string) {
