@@ -159,12 +159,38 @@ func configFlag(fs *flag.FlagSet) *string {
 
 // loadConfigFlags parses a command that takes only --config and loads it.
 func loadConfigFlags(name string, args []string, stderr io.Writer) (*daemon.Config, error) {
+	return newConfigCommand(name, stderr, false).load(args, nil)
+}
+
+// configCommand is a command that loads the configuration: its flag set has
+// --config, and the command adds its own flags before load.
+type configCommand struct {
+	fs   *flag.FlagSet
+	path *string
+	args bool // arguments may follow the flags (fs.Args())
+}
+
+func newConfigCommand(name string, stderr io.Writer, args bool) configCommand {
 	fs := newFlags(name, stderr)
-	path := configFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
+	return configCommand{fs: fs, path: configFlag(fs), args: args}
+}
+
+// load parses args, runs check (when not nil) on the parsed flags, so that a
+// usage error comes before a configuration error, and loads the configuration.
+func (c configCommand) load(args []string, check func() error) (*daemon.Config, error) {
+	parse := parseFlags
+	if c.args {
+		parse = parseFlagsArgs
+	}
+	if err := parse(c.fs, args); err != nil {
 		return nil, err
 	}
-	return daemon.LoadConfig(*path)
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, err
+		}
+	}
+	return daemon.LoadConfig(*c.path)
 }
 
 func serve(args []string, stderr io.Writer) error {

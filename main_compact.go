@@ -4,19 +4,14 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/opmond/opmond/daemon"
 	"github.com/opmond/opmond/storage"
 )
 
 // compact rewrites the configured database to its live size, offline.
 func compact(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("compact", stderr)
-	cfgPath := configFlag(fs)
-	out := fs.String("out", "", "write the compacted copy to `FILE` instead of replacing the database")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := daemon.LoadConfig(*cfgPath)
+	c := newConfigCommand("compact", stderr, false)
+	out := c.fs.String("out", "", "write the compacted copy to `FILE` instead of replacing the database")
+	cfg, err := c.load(args, nil)
 	if err != nil {
 		return err
 	}

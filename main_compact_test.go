@@ -16,44 +16,18 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/opmond/opmond/internal/testbin"
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/schema/schematest"
 	"github.com/opmond/opmond/storage"
 )
-
-// buildBinary builds opmond into a test folder, to run it as an operator would.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "opmond")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// runBinary runs the binary to its end and returns exit code, stdout, stderr.
-func runBinary(t *testing.T, bin string, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), out.String(), errb.String()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 0, out.String(), errb.String()
-}
 
 // TestCompactBinary runs the real binary: compact refuses the database of
 // a running daemon; once the daemon is stopped it shrinks the file left by
 // the start-up purge, and every remaining record is there in a file that
 // passes bbolt's check.
 func TestCompactBinary(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testbin.Path(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "data", "op.db")
 	cfg, port := loopbackConfig(t, dir, fmt.Sprintf("database = %q\nkeep-records-for-days = 7\n", dbPath))
@@ -103,7 +77,7 @@ func TestCompactBinary(t *testing.T) {
 		}
 	}
 
-	code, out, errOut := runBinary(t, bin, "compact", "--config", cfg)
+	code, out, errOut := testbin.Run(t, nil, "compact", "--config", cfg)
 	if code != 1 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "in use") {
 		t.Errorf("compact of a database in use: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -124,7 +98,7 @@ func TestCompactBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	code, out, errOut = runBinary(t, bin, "compact", "--config", cfg)
+	code, out, errOut = testbin.Run(t, nil, "compact", "--config", cfg)
 	m := regexp.MustCompile(`^compacted (\d+) bytes to (\d+) bytes\n$`).FindStringSubmatch(out)
 	if code != 0 || m == nil || errOut != "" {
 		t.Fatalf("compact: exit %d, stdout %q, stderr %q", code, out, errOut)

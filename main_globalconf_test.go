@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/opmond/opmond/anchor/anchortest"
+	"github.com/opmond/opmond/internal/testbin"
 )
 
 // TestServeDownloadMode runs opmond as an operator would in download mode:
@@ -25,15 +25,7 @@ func TestServeDownloadMode(t *testing.T) {
 	src := anchortest.New(t, anchortest.StandardParts("EE", "EE/GOV/70000001/MONITORING", "EE/GOV/70000001/ss1"))
 	dir := t.TempDir()
 	anchortest.WriteAnchor(t, filepath.Join(dir, "configuration-anchor.xml"), "EE", src)
-	ports := make([]int, 2)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
+	ports := []int{testbin.FreePort(t), testbin.FreePort(t)}
 	cfg := filepath.Join(dir, "opmond.toml")
 	content := fmt.Sprintf(`[op-monitor]
 host = "127.0.0.1"

@@ -22,6 +22,7 @@ import (
 
 	"github.com/opmond/opmond/daemon/grpcserver/grpctest"
 	pb "github.com/opmond/opmond/daemon/opmonrpc"
+	"github.com/opmond/opmond/internal/testbin"
 )
 
 // grpcConfig writes a configuration with the gRPC interface on loopback.
@@ -41,7 +42,7 @@ keystore = %q
 password-file = %q
 [log]
 level = "info"
-`, freePort(t), ks.Keystore, ks.PasswordFile)
+`, testbin.FreePort(t), ks.Keystore, ks.PasswordFile)
 	if err := os.WriteFile(cfg, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ level = "info"
 // that does not open the key store exits 1 with one line naming the key;
 // check-config says the same.
 func TestServeGRPCWrongPassword(t *testing.T) {
-	bin := opmondBinary(t)
+	bin := testbin.Path(t)
 	dir := t.TempDir()
 	ks := grpctest.Make(t, dir, "xroad-grpc-internal-keystore", "the-right-one", true)
 	cfg := grpcConfig(t, dir, ks)
@@ -97,7 +98,7 @@ func TestServeGRPCWrongPassword(t *testing.T) {
 // server's would: records stored over HTTP are counted over gRPC with
 // mutual TLS, SIGHUP takes a new key store, SIGTERM stops it.
 func TestServeGRPC(t *testing.T) {
-	bin := opmondBinary(t)
+	bin := testbin.Path(t)
 	dir := t.TempDir()
 	ks := grpctest.Make(t, dir, "xroad-grpc-internal-keystore", "first-password", true)
 	cfg := grpcConfig(t, dir, ks)

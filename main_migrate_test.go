@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/opmond/opmond/internal/testbin"
 )
 
 // pgBin finds a folder holding initdb, postgres and psql: pg_config's, the
@@ -92,7 +94,7 @@ func startPostgres(t *testing.T) *pgServer {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	s := &pgServer{bin: bin, dir: dir, port: freePort(t)}
+	s := &pgServer{bin: bin, dir: dir, port: testbin.FreePort(t)}
 	pg := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-c", "listen_addresses=127.0.0.1",
 		"-c", "port="+strconv.Itoa(s.port), "-c", "unix_socket_directories="+dir)
 	var logs bytes.Buffer
@@ -274,10 +276,10 @@ func TestMigrateFromUpstream(t *testing.T) {
 	}
 
 	d := startServe(t, filepath.Join(dir, "opmond"), "")
-	if code, out, errOut := runBin(t, nil, "import", "--config", d.config, export); code != 0 || out != fmt.Sprintf("stored %d, rejected 0\n", rows) {
+	if code, out, errOut := testbin.Run(t, nil, "import", "--config", d.config, export); code != 0 || out != fmt.Sprintf("stored %d, rejected 0\n", rows) {
 		t.Fatalf("import: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	code, out, errOut := runBin(t, nil, "query", "--config", d.config, "--from", "0", "--to", fmt.Sprint(time.Now().Unix()))
+	code, out, errOut := testbin.Run(t, nil, "query", "--config", d.config, "--from", "0", "--to", fmt.Sprint(time.Now().Unix()))
 	if code != 0 {
 		t.Fatalf("query: exit %d %s", code, errOut)
 	}

@@ -3,22 +3,19 @@ package main
 import (
 	"io"
 
-	"github.com/opmond/opmond/daemon"
 	"github.com/opmond/opmond/daemon/client"
 )
 
 // backup is `opmond backup [--config FILE] --out FILE`.
 func backup(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("backup", stderr)
-	cfgPath := configFlag(fs)
-	out := fs.String("out", "", "write the snapshot to `FILE` (required; written beside, fsync'd, then renamed into place)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *out == "" {
-		return usageError{"backup: --out is required"}
-	}
-	cfg, err := daemon.LoadConfig(*cfgPath)
+	c := newConfigCommand("backup", stderr, false)
+	out := c.fs.String("out", "", "write the snapshot to `FILE` (required; written beside, fsync'd, then renamed into place)")
+	cfg, err := c.load(args, func() error {
+		if *out == "" {
+			return usageError{"backup: --out is required"}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -27,16 +24,12 @@ func backup(args []string, stdout, stderr io.Writer) error {
 
 // importFiles is `opmond import [--config FILE] FILE...`.
 func importFiles(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("import", stderr)
-	cfgPath := configFlag(fs)
-	if err := parseFlagsArgs(fs, args); err != nil {
-		return err
-	}
-	cfg, err := daemon.LoadConfig(*cfgPath)
+	c := newConfigCommand("import", stderr, true)
+	cfg, err := c.load(args, nil)
 	if err != nil {
 		return err
 	}
-	return client.Import(cfg, fs.Args(), stdin, stdout, stderr)
+	return client.Import(cfg, c.fs.Args(), stdin, stdout, stderr)
 }
 
 // benchCmd is `opmond bench`: load against a running daemon.

@@ -15,29 +15,11 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/opmond/opmond/internal/testbin"
 	"github.com/opmond/opmond/schema"
 )
 
 // The operator's commands against a running daemon, with the real binary.
-
-// runBin runs the binary and returns its exit code, stdout and stderr.
-func runBin(t *testing.T, stdin []byte, args ...string) (int, string, string) {
-	t.Helper()
-	cmd := exec.Command(opmondBinary(t), args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, out.String(), errb.String()
-}
 
 // opmondProc is `opmond serve` running in a child process.
 type opmondProc struct {
@@ -59,7 +41,7 @@ func startServe(t *testing.T, dir, db string) *opmondProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, admin := freePort(t), freePort(t)
+	port, admin := testbin.FreePort(t), testbin.FreePort(t)
 	p := &opmondProc{config: filepath.Join(dir, "opmond.toml"),
 		url: fmt.Sprintf("http://127.0.0.1:%d", port), admin: fmt.Sprintf("http://127.0.0.1:%d", admin)}
 	content := fmt.Sprintf("[op-monitor]\nhost = \"127.0.0.1\"\nport = %d\ndatabase = %q\nkeep-records-for-days = 3650\n"+
@@ -68,7 +50,7 @@ func startServe(t *testing.T, dir, db string) *opmondProc {
 	if err := os.WriteFile(p.config, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(opmondBinary(t), "serve", "--config", p.config)
+	cmd := exec.Command(testbin.Path(t), "serve", "--config", p.config)
 	var logs bytes.Buffer
 	cmd.Stderr = &syncWriter{w: &logs}
 	if err := cmd.Start(); err != nil {
@@ -156,11 +138,11 @@ func TestImportQueryRoundTrip(t *testing.T) {
 	if err := os.WriteFile(in, lines, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errOut := runBin(t, nil, "import", "--config", a.config, in); code != 0 || out != "stored 2500, rejected 0\n" || errOut != "" {
+	if code, out, errOut := testbin.Run(t, nil, "import", "--config", a.config, in); code != 0 || out != "stored 2500, rejected 0\n" || errOut != "" {
 		t.Fatalf("import: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	to := fmt.Sprint(time.Now().Unix())
-	code, q1, errOut := runBin(t, nil, "query", "--config", a.config, "--from", "0", "--to", to)
+	code, q1, errOut := testbin.Run(t, nil, "query", "--config", a.config, "--from", "0", "--to", to)
 	if code != 0 || q1 != string(lines) {
 		t.Fatalf("query of a: exit %d, stderr %q, %d bytes, want the %d imported", code, errOut, len(q1), len(lines))
 	}
@@ -177,10 +159,10 @@ func TestImportQueryRoundTrip(t *testing.T) {
 	if err := os.WriteFile(q1file, first, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errOut := runBin(t, rest, "import", "--config", b.config, q1file, "-"); code != 0 || out != "stored 2500, rejected 0\n" {
+	if code, out, errOut := testbin.Run(t, rest, "import", "--config", b.config, q1file, "-"); code != 0 || out != "stored 2500, rejected 0\n" {
 		t.Fatalf("import into b: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if code, q2, errOut := runBin(t, nil, "query", "--config", b.config, "--from", "0", "--to", to); code != 0 || q2 != q1 {
+	if code, q2, errOut := testbin.Run(t, nil, "query", "--config", b.config, "--from", "0", "--to", to); code != 0 || q2 != q1 {
 		t.Fatalf("query of b: exit %d, stderr %q; output differs from a's (%d and %d bytes)", code, errOut, len(q2), len(q1))
 	}
 
@@ -192,21 +174,21 @@ func TestImportQueryRoundTrip(t *testing.T) {
 	if err := os.WriteFile(bad, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := runBin(t, nil, "import", "--config", b.config, bad)
+	code, out, errOut := testbin.Run(t, nil, "import", "--config", b.config, bad)
 	errLines := strings.Split(strings.TrimSpace(errOut), "\n")
 	if code != 1 || out != "stored 2, rejected 3\n" || len(errLines) != 3 ||
 		!strings.HasPrefix(errLines[0], bad+":3: ") || !strings.HasPrefix(errLines[1], bad+":4: ") || !strings.HasPrefix(errLines[2], bad+":6: ") ||
 		!strings.Contains(errLines[2], "monitoringDataTs") {
 		t.Errorf("bad lines: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
-	code, q3, _ := runBin(t, nil, "query", "--config", b.config, "--from", fmt.Sprint(base-1000), "--to", fmt.Sprint(base-1))
+	code, q3, _ := testbin.Run(t, nil, "query", "--config", b.config, "--from", fmt.Sprint(base-1000), "--to", fmt.Sprint(base-1))
 	if code != 0 || q3 != good[0]+"\n"+good[1]+"\n" {
 		t.Errorf("good lines of the bad file: exit %d\n%s", code, q3)
 	}
-	if code, _, errOut := runBin(t, nil, "import", "--config", b.config); code != 2 || errOut == "" {
+	if code, _, errOut := testbin.Run(t, nil, "import", "--config", b.config); code != 2 || errOut == "" {
 		t.Errorf("import without files: exit %d %q", code, errOut)
 	}
-	if code, _, errOut := runBin(t, nil, "import", "--config", b.config, filepath.Join(dir, "missing")); code != 1 || !strings.Contains(errOut, "missing") {
+	if code, _, errOut := testbin.Run(t, nil, "import", "--config", b.config, filepath.Join(dir, "missing")); code != 1 || !strings.Contains(errOut, "missing") {
 		t.Errorf("import of a missing file: exit %d %q", code, errOut)
 	}
 }
@@ -218,7 +200,7 @@ func TestBackupCommand(t *testing.T) {
 	a := startServe(t, filepath.Join(dir, "a"), "")
 	base := time.Now().Unix() - 3600
 	lines := testLines(t, 3000, base)
-	if code, out, errOut := runBin(t, lines, "import", "--config", a.config, "-"); code != 0 {
+	if code, out, errOut := testbin.Run(t, lines, "import", "--config", a.config, "-"); code != 0 {
 		t.Fatalf("import: exit %d %q %q", code, out, errOut)
 	}
 	outDir := filepath.Join(dir, "backups")
@@ -229,7 +211,7 @@ func TestBackupCommand(t *testing.T) {
 	if err := os.WriteFile(backup, []byte("an older backup"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := runBin(t, nil, "backup", "--config", a.config, "--out", backup)
+	code, out, errOut := testbin.Run(t, nil, "backup", "--config", a.config, "--out", backup)
 	if code != 0 || !strings.HasPrefix(out, "wrote "+backup+": ") {
 		t.Fatalf("backup: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -249,17 +231,17 @@ func TestBackupCommand(t *testing.T) {
 	}
 	c := startServe(t, filepath.Join(dir, "c"), backup)
 	to := fmt.Sprint(time.Now().Unix())
-	if code, q, errOut := runBin(t, nil, "query", "--config", c.config, "--from", "0", "--to", to); code != 0 || q != string(lines) {
+	if code, q, errOut := testbin.Run(t, nil, "query", "--config", c.config, "--from", "0", "--to", to); code != 0 || q != string(lines) {
 		t.Errorf("query of the backup: exit %d, stderr %q, %d bytes, want %d", code, errOut, len(q), len(lines))
 	}
-	if code, _, errOut := runBin(t, nil, "backup", "--config", a.config); code != 2 || errOut == "" {
+	if code, _, errOut := testbin.Run(t, nil, "backup", "--config", a.config); code != 2 || errOut == "" {
 		t.Errorf("backup without --out: exit %d %q", code, errOut)
 	}
 	noAdmin := filepath.Join(dir, "noadmin.toml")
 	if err := os.WriteFile(noAdmin, []byte("[admin]\nlisten = \"\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, errOut := runBin(t, nil, "backup", "--config", noAdmin, "--out", filepath.Join(dir, "x.db")); code != 1 || !strings.Contains(errOut, "admin.listen") {
+	if code, _, errOut := testbin.Run(t, nil, "backup", "--config", noAdmin, "--out", filepath.Join(dir, "x.db")); code != 1 || !strings.Contains(errOut, "admin.listen") {
 		t.Errorf("backup without admin listener: exit %d %q", code, errOut)
 	}
 }

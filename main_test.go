@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opmond/opmond/internal/testbin"
 	"github.com/opmond/opmond/storage"
 )
 
@@ -144,12 +144,7 @@ func TestServeSignals(t *testing.T) {
 // its path and the port.
 func loopbackConfig(t *testing.T, dir, keys string) (string, int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testbin.FreePort(t)
 	cfg := filepath.Join(dir, "opmond.toml")
 	content := fmt.Sprintf("[op-monitor]\nhost = \"127.0.0.1\"\nport = %d\n%s[admin]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n", port, keys)
 	if err := os.WriteFile(cfg, []byte(content), 0o644); err != nil {

@@ -30,6 +30,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
+	"github.com/opmond/opmond/internal/testbin"
+	"github.com/opmond/opmond/internal/testload"
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/storage"
 )
@@ -51,14 +53,14 @@ type proc struct {
 // until /readyz answers.
 func startOpmond(t *testing.T, dir, opMonitorKeys string, wrapper ...string) *proc {
 	t.Helper()
-	port, aport := freePort(t), freePort(t)
+	port, aport := testbin.FreePort(t), testbin.FreePort(t)
 	cfg := filepath.Join(dir, "opmond.toml")
 	content := fmt.Sprintf("[op-monitor]\nhost = \"127.0.0.1\"\nport = %d\ndatabase = %q\n%s\n[admin]\nlisten = \"127.0.0.1:%d\"\n[log]\nlevel = \"info\"\n",
 		port, filepath.Join(dir, "db", "op.db"), opMonitorKeys, aport)
 	if err := os.WriteFile(cfg, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := append(append([]string{}, wrapper...), opmondBinary(t), "serve", "--config", cfg)
+	args := append(append([]string{}, wrapper...), testbin.Path(t), "serve", "--config", cfg)
 	cmd := exec.Command(args[0], args[1:]...)
 	var buf bytes.Buffer
 	p := &proc{t: t, cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), adminURL: fmt.Sprintf("http://127.0.0.1:%d", aport),
@@ -163,37 +165,22 @@ type loadResult struct {
 
 // sendLoad runs n keep-alive senders of 5-record batches until stop.
 func sendLoad(url, tag string, n int, res *loadResult, stop <-chan struct{}) *sync.WaitGroup {
-	var wg sync.WaitGroup
-	for w := 0; w < n; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 20 * time.Second}
-			defer hc.CloseIdleConnections()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ids := make([]string, 5)
-				for k := range ids {
-					ids[k] = fmt.Sprintf("%s-w%d-%d-%d", tag, w, i, k)
-				}
-				answer, err := postStore(hc, url, storeBody(ids...))
-				if err != nil {
-					time.Sleep(5 * time.Millisecond) // refused while the daemon is down
-					continue
-				}
-				if answer == `{"status":"OK"}` {
-					res.mu.Lock()
-					res.acked = append(res.acked, ids...)
-					res.mu.Unlock()
-				}
-			}
-		}()
-	}
-	return &wg
+	return testload.Senders(n, 20*time.Second, stop, func(hc *http.Client, w, i int) {
+		ids := make([]string, 5)
+		for k := range ids {
+			ids[k] = fmt.Sprintf("%s-w%d-%d-%d", tag, w, i, k)
+		}
+		answer, err := postStore(hc, url, storeBody(ids...))
+		if err != nil {
+			time.Sleep(5 * time.Millisecond) // refused while the daemon is down
+			return
+		}
+		if answer == `{"status":"OK"}` {
+			res.mu.Lock()
+			res.acked = append(res.acked, ids...)
+			res.mu.Unlock()
+		}
+	})
 }
 
 // checkDatabase verifies the file with bbolt's consistency check, then that

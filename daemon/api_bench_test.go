@@ -78,19 +78,7 @@ func BenchmarkBackupUnderLoad(b *testing.B) {
 	if err := td.DB().Import(context.Background(), recs); err != nil {
 		b.Fatal(err)
 	}
-	var bodies [][]byte
-	for i := 0; i+100 <= 10_000; i += 100 {
-		var buf bytes.Buffer
-		buf.WriteString(`{"records":[`)
-		for j := i; j < i+100; j++ {
-			if j > i {
-				buf.WriteByte(',')
-			}
-			buf.Write(schema.AppendRecordJSON(nil, &recs[j], schema.AllFields.Without(schema.FMonitoringDataTs)))
-		}
-		buf.WriteString(`]}`)
-		bodies = append(bodies, buf.Bytes())
-	}
+	bodies := recordBodies(recs[:10_000])
 	var (
 		mu   sync.Mutex
 		lat  []time.Duration
@@ -144,16 +132,7 @@ func BenchmarkBackupUnderLoad(b *testing.B) {
 		mu.Lock()
 		on = true
 		mu.Unlock()
-		resp, err := http.Get(td.adminURL + "/api/v1/backup")
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-		bytesCopied += n
+		bytesCopied += readBackup(b, td.adminURL)
 		mu.Lock()
 		on = false
 		mu.Unlock()

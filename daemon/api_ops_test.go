@@ -364,15 +364,7 @@ func TestAPIBackupUnderLoad(t *testing.T) {
 
 	// And once at full speed, for the figure.
 	start = time.Now()
-	resp, err = http.Get(td.adminURL + "/api/v1/backup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fast, err := io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fast := readBackup(t, td.adminURL)
 	t.Logf("backup at full speed: %d bytes in %v, %.0f MB/s", fast, time.Since(start).Round(time.Millisecond), float64(fast)/1e6/time.Since(start).Seconds())
 
 	bdb, err := bolt.Open(backup, 0o600, &bolt.Options{ReadOnly: true})
@@ -404,4 +396,19 @@ func TestAPIBackupUnderLoad(t *testing.T) {
 			t.Fatalf("record %s acknowledged before the backup is not in it", id)
 		}
 	}
+}
+
+// readBackup reads GET /api/v1/backup to its end and returns its size.
+func readBackup(tb testing.TB, adminURL string) int64 {
+	tb.Helper()
+	resp, err := http.Get(adminURL + "/api/v1/backup")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }

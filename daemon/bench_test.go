@@ -162,7 +162,12 @@ func BenchmarkQueryFiltered(b *testing.B) {
 // storeBodies returns n generated records as store request bodies of 100
 // records each, as security servers send them.
 func storeBodies(n int) [][]byte {
-	recs := schematest.Records(n, 7, 1_760_000_000_000)
+	return recordBodies(schematest.Records(n, 7, 1_760_000_000_000))
+}
+
+// recordBodies encodes recs as store request bodies of 100 records each (a
+// last partial hundred is left out).
+func recordBodies(recs []schema.Record) [][]byte {
 	var bodies [][]byte
 	for i := 0; i+100 <= len(recs); i += 100 {
 		var buf bytes.Buffer

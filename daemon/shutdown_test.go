@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/opmond/opmond/internal/testload"
 )
 
 // TestShutdownUnderLoad closes the daemon while 8 keep-alive clients store
@@ -22,35 +23,21 @@ func TestShutdownUnderLoad(t *testing.T) {
 	td := startDaemon(t, cfg, nil)
 	var acked atomic.Int64
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 10 * time.Second}
-			defer hc.CloseIdleConnections()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				body, _ := json.Marshal(map[string]any{"records": []any{jrec("messageId", fmt.Sprintf("w%d-%d", w, i))}})
-				req, _ := http.NewRequest(http.MethodPost, td.url+"/store_data", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := hc.Do(req)
-				if err != nil {
-					continue // refused or closed after shutdown began
-				}
-				var b bytes.Buffer
-				_, _ = b.ReadFrom(resp.Body)
-				resp.Body.Close()
-				if b.String() == `{"status":"OK"}` {
-					acked.Add(1)
-				}
-			}
-		}()
-	}
+	wg := testload.Senders(8, 10*time.Second, stop, func(hc *http.Client, w, i int) {
+		body, _ := json.Marshal(map[string]any{"records": []any{jrec("messageId", fmt.Sprintf("w%d-%d", w, i))}})
+		req, _ := http.NewRequest(http.MethodPost, td.url+"/store_data", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return // refused or closed after shutdown began
+		}
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if b.String() == `{"status":"OK"}` {
+			acked.Add(1)
+		}
+	})
 	time.Sleep(150 * time.Millisecond)
 	if err := td.Close(); err != nil {
 		t.Fatal(err)

@@ -16,37 +16,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/opmond/opmond/internal/testbin"
 )
 
-// buildBinary builds opmond once per test binary.
-var built string
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	if built != "" {
-		return built
-	}
-	dir, err := os.MkdirTemp("", "opmond-packaging-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "opmond")
-	cmd := exec.Command("go", "build", "-o", bin, "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	built = bin
-	return bin
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if built != "" {
-		os.RemoveAll(filepath.Dir(built))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 func TestUnitHardening(t *testing.T) {
 	unit, err := os.ReadFile("opmond.service")
@@ -80,7 +54,7 @@ func TestUnitVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := buildBinary(t)
+	bin := testbin.Path(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "opmond.service")
 	if err := os.WriteFile(path, bytes.ReplaceAll(unit, []byte("ExecStart=/usr/bin/opmond "), []byte("ExecStart="+bin+" ")), 0o644); err != nil {
@@ -120,7 +94,7 @@ var layout = []entry{
 func runInstall(t *testing.T, destdir, svcUser string) (string, string) {
 	t.Helper()
 	cmd := exec.Command("sh", "install.sh")
-	cmd.Env = append(os.Environ(), "DESTDIR="+destdir, "BINARY="+buildBinary(t), "OPMOND_USER="+svcUser)
+	cmd.Env = append(os.Environ(), "DESTDIR="+destdir, "BINARY="+testbin.Path(t), "OPMOND_USER="+svcUser)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -203,7 +177,7 @@ func TestInstallLayout(t *testing.T) {
 // TestPackagedConfig: the configuration installed as /etc/opmond/opmond.toml
 // passes check-config and puts everything writable in the data folder.
 func TestPackagedConfig(t *testing.T) {
-	out, err := exec.Command(buildBinary(t), "check-config", "--config", "opmond.toml").Output()
+	out, err := exec.Command(testbin.Path(t), "check-config", "--config", "opmond.toml").Output()
 	if err != nil {
 		t.Fatalf("check-config: %v", err)
 	}
@@ -231,7 +205,7 @@ func TestDeb(t *testing.T) {
 	// nfpm reads the paths of nfpm.yaml relative to its working folder.
 	stage := t.TempDir()
 	for src, dst := range map[string]string{
-		buildBinary(t): "opmond", "opmond.service": "packaging/opmond.service", "opmond.toml": "packaging/opmond.toml",
+		testbin.Path(t): "opmond", "opmond.service": "packaging/opmond.service", "opmond.toml": "packaging/opmond.toml",
 		"postinst": "packaging/postinst", "prerm": "packaging/prerm", "postrm": "packaging/postrm",
 		"nfpm.yaml": "packaging/nfpm.yaml", "../docs/opmond.example.toml": "docs/opmond.example.toml",
 	} {

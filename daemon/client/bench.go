@@ -2,9 +2,9 @@
 //
 // bench.go is `opmond bench`, a load generator in the binary: security
 // servers storing realistic records and, optionally, a monitoring client
-// following nextRecordsFrom. It sends its own small SOAP query instead of
-// sharing the query command's, so that it measures exactly one request per
-// query and stays self-contained.
+// following nextRecordsFrom. Each query is one request of its own (not the
+// query command's loop), timed to the last byte of the answer; the request
+// and the answer reader are schema's, as the query command's are.
 package client
 
 import (
@@ -12,14 +12,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
-	"mime"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"os/signal"
@@ -488,8 +485,7 @@ func queryLoop(ctx context.Context, done <-chan struct{}, hc *http.Client, o *Be
 		case <-t.C:
 		}
 		start := time.Now()
-		n, next, err := postQuery(ctx, hc, o, from, start.Unix())
-		d := time.Since(start)
+		n, next, d, err := postQuery(ctx, hc, o, from, start.Unix())
 		switch {
 		case errors.Is(err, errNotYet):
 			// The records-available offset has not passed yet: nothing to ask.
@@ -509,109 +505,33 @@ func queryLoop(ctx context.Context, done <-chan struct{}, hc *http.Client, o *Be
 // errNotYet is the fault for a recordsFrom inside the records-available offset.
 var errNotYet = errors.New("records not available yet")
 
-func queryBody(o *BenchOptions, from, to int64) []byte {
-	var b bytes.Buffer
-	esc := func(s string) string {
-		var e bytes.Buffer
-		_ = xml.EscapeText(&e, []byte(s))
-		return e.String()
-	}
-	m := o.as
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" ` +
-		`xmlns:xroad="http://x-road.eu/xsd/xroad.xsd" xmlns:id="http://x-road.eu/xsd/identifiers" xmlns:om="http://x-road.eu/xsd/op-monitoring.xsd"><SOAP-ENV:Header>`)
-	fmt.Fprintf(&b, `<xroad:client id:objectType="%s"><id:xRoadInstance>%s</id:xRoadInstance><id:memberClass>%s</id:memberClass><id:memberCode>%s</id:memberCode>`,
-		m.ObjectType(), esc(m.Instance), esc(m.MemberClass), esc(m.MemberCode))
-	if m.HasSubsystem {
-		fmt.Fprintf(&b, "<id:subsystemCode>%s</id:subsystemCode>", esc(m.Subsystem))
-	}
-	fmt.Fprintf(&b, `</xroad:client><xroad:service id:objectType="SERVICE"><id:xRoadInstance>%s</id:xRoadInstance><id:memberClass>%s</id:memberClass><id:memberCode>%s</id:memberCode><id:serviceCode>getSecurityServerOperationalData</id:serviceCode></xroad:service>`,
-		esc(m.Instance), esc(m.MemberClass), esc(m.MemberCode))
-	fmt.Fprintf(&b, `<xroad:id>%s</xroad:id><xroad:protocolVersion>4.0</xroad:protocolVersion></SOAP-ENV:Header><SOAP-ENV:Body>`, schema.NewUUID())
-	fmt.Fprintf(&b, `<om:getSecurityServerOperationalData><om:searchCriteria><om:recordsFrom>%d</om:recordsFrom><om:recordsTo>%d</om:recordsTo></om:searchCriteria></om:getSecurityServerOperationalData></SOAP-ENV:Body></SOAP-ENV:Envelope>`, from, to)
-	return b.Bytes()
-}
-
-// postQuery sends one query and reads its answer to the last byte. It
-// returns the records count and nextRecordsFrom (0 when absent).
-func postQuery(ctx context.Context, hc *http.Client, o *BenchOptions, from, to int64) (int, int64, error) {
-	resp, err := benchDo(ctx, hc, "query", o.url+"/query_data", "text/xml; charset=UTF-8", queryBody(o, from, to))
+// postQuery sends one query and reads its answer to the last byte, which
+// ends the time it took; the answer is checked after that. It returns the
+// records count and nextRecordsFrom (0 when absent).
+func postQuery(ctx context.Context, hc *http.Client, o *BenchOptions, from, to int64) (int, int64, time.Duration, error) {
+	start := time.Now()
+	q := schema.QuerySpec{As: &o.as, To: to}
+	resp, err := benchDo(ctx, hc, "query", o.url+"/query_data", "text/xml; charset=UTF-8", schema.BuildQueryRequest(q, from))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer resp.Body.Close()
-	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, benchMaxAnswer))
+	d := time.Since(start)
 	if err != nil {
-		return 0, 0, fmt.Errorf("query: answer content type: %w", err)
+		return 0, 0, d, fmt.Errorf("query: answer: %w", err)
 	}
-	body := io.LimitReader(resp.Body, benchMaxAnswer)
-	if !strings.HasPrefix(mt, "multipart/") {
-		data, _ := io.ReadAll(body)
-		v := xmlLocalValues(data, "faultcode", "faultstring")
-		if strings.Contains(v["faultstring"], "not available from") {
-			return 0, 0, errNotYet
-		}
-		return 0, 0, fmt.Errorf("query: fault %s: %s", v["faultcode"], v["faultstring"])
+	records, next, err := schema.ReadOperationalDataAnswer(resp.Header.Get("Content-Type"), bytes.NewReader(data))
+	var f *schema.Fault
+	switch {
+	case errors.As(err, &f) && strings.Contains(f.String, "not available from"):
+		return 0, 0, d, errNotYet
+	case err != nil:
+		return 0, 0, d, fmt.Errorf("query: %w", err)
+	case next == nil:
+		return len(records), 0, d, nil
 	}
-	mr := multipart.NewReader(body, params["boundary"])
-	var soap []byte
-	attachment := 0
-	for {
-		p, err := mr.NextRawPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("query: answer: %w", err)
-		}
-		data, err := io.ReadAll(p)
-		if err != nil {
-			return 0, 0, fmt.Errorf("query: answer: %w", err)
-		}
-		if soap == nil {
-			soap = data
-		} else {
-			attachment += len(data)
-		}
-	}
-	v := xmlLocalValues(soap, "recordsCount", "nextRecordsFrom")
-	n, err := strconv.Atoi(v["recordsCount"])
-	if err != nil || attachment == 0 {
-		return 0, 0, errors.New("query: answer lacks recordsCount or the attachment")
-	}
-	var next int64
-	if s, ok := v["nextRecordsFrom"]; ok {
-		if next, err = strconv.ParseInt(s, 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("query: bad nextRecordsFrom %q", s)
-		}
-	}
-	return n, next, nil
-}
-
-// xmlLocalValues returns the trimmed text of the first element of each
-// local name.
-func xmlLocalValues(data []byte, names ...string) map[string]string {
-	out := map[string]string{}
-	d := xml.NewDecoder(bytes.NewReader(data))
-	cur := ""
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return out
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			cur = ""
-			if _, seen := out[t.Name.Local]; !seen && slices.Contains(names, t.Name.Local) {
-				cur = t.Name.Local
-			}
-		case xml.CharData:
-			if cur != "" {
-				out[cur] += strings.TrimSpace(string(t))
-			}
-		case xml.EndElement:
-			cur = ""
-		}
-	}
+	return len(records), *next, d, nil
 }
 
 // sampleAdmin reads the daemon's RSS and database size from /metrics every

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,45 +13,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opmond/opmond/internal/testbin"
 )
 
-// opmondBin is the opmond binary built for the tests of this package.
-var opmondBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "opmond-client-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	opmondBin = filepath.Join(dir, "opmond")
-	build := exec.Command("go", "build", "-o", opmondBin, "github.com/opmond/opmond")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build opmond:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // serveDaemon runs `opmond serve` with extra [op-monitor] lines and returns
 // the store/query URL and the admin URL. The daemon is stopped at cleanup.
 func serveDaemon(t *testing.T, dir, scheme, extra string) (string, string) {
 	t.Helper()
-	port, admin := freePort(t), freePort(t)
+	port, admin := testbin.FreePort(t), testbin.FreePort(t)
 	cfg := fmt.Sprintf("[op-monitor]\nhost = \"127.0.0.1\"\nport = %d\nscheme = %q\ndatabase = \"db/op.db\"\n"+
 		"records-available-timestamp-offset-seconds = 0\n%s\n[global-conf]\ndirectory = \"none\"\n"+
 		"[admin]\nlisten = \"127.0.0.1:%d\"\n[log]\nlevel = \"warn\"\n", port, scheme, extra, admin)
@@ -61,7 +32,7 @@ func serveDaemon(t *testing.T, dir, scheme, extra string) (string, string) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	cmd := exec.Command(opmondBin, "serve", "--config", path)
+	cmd := exec.Command(testbin.Path(t), "serve", "--config", path)
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -89,21 +60,6 @@ func serveDaemon(t *testing.T, dir, scheme, extra string) (string, string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), adminURL
-}
-
-func runBin(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	cmd := exec.Command(opmondBin, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, out.String(), errb.String()
 }
 
 // storedTotal reads opmond_records_stored_total from the admin listener.
@@ -144,7 +100,7 @@ func decodeResult(t *testing.T, out string) map[string]any {
 // real daemon and checks the figures against what the daemon counted.
 func TestBenchHTTP(t *testing.T) {
 	url, admin := serveDaemon(t, t.TempDir(), "http", "")
-	code, out, errOut := runBin(t, "bench", "--url", url, "--records", "3050", "--conc", "3", "--batch", "100",
+	code, out, errOut := testbin.Run(t, nil, "bench", "--url", url, "--records", "3050", "--conc", "3", "--batch", "100",
 		"--query-every", "100ms", "--admin", admin, "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
@@ -166,7 +122,7 @@ func TestBenchHTTP(t *testing.T) {
 
 	// A duration bound, with text output.
 	start := time.Now()
-	code, out, errOut = runBin(t, "bench", "--url", url, "--duration", "1500ms", "--conc", "2")
+	code, out, errOut = testbin.Run(t, nil, "bench", "--url", url, "--duration", "1500ms", "--conc", "2")
 	if code != 0 || !strings.Contains(out, "records/s") || !strings.Contains(out, "errors             0") {
 		t.Fatalf("--duration: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -175,15 +131,33 @@ func TestBenchHTTP(t *testing.T) {
 	}
 }
 
+// TestBenchQueries follows nextRecordsFrom with queries while storing, and
+// reads the records back from the answers.
+func TestBenchQueries(t *testing.T) {
+	url, _ := serveDaemon(t, t.TempDir(), "http", "")
+	code, out, errOut := testbin.Run(t, nil, "bench", "--url", url, "--duration", "1500ms", "--conc", "1",
+		"--query-every", "100ms", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	m := decodeResult(t, out)
+	if m["errors"] != 0.0 || m["queries"].(float64) < 1 || m["query_records"].(float64) < 1 {
+		t.Errorf("errors %v, queries %v, query records %v; want 0, some, some", m["errors"], m["queries"], m["query_records"])
+	}
+	if m["query_p50_ms"].(float64) <= 0 || m["query_max_ms"].(float64) < m["query_p50_ms"].(float64) {
+		t.Errorf("query latencies out of order: %v %v", m["query_p50_ms"], m["query_max_ms"])
+	}
+}
+
 // TestBenchHTTPS presents a client certificate to an https daemon.
 func TestBenchHTTPS(t *testing.T) {
 	dir := t.TempDir()
-	if code, out, errOut := runBin(t, "gencert", "--dir", filepath.Join(dir, "ssl"), "--san", "127.0.0.1"); code != 0 {
+	if code, out, errOut := testbin.Run(t, nil, "gencert", "--dir", filepath.Join(dir, "ssl"), "--san", "127.0.0.1"); code != 0 {
 		t.Fatalf("gencert: %s %s", out, errOut)
 	}
 	crt, key := filepath.Join(dir, "ssl", "opmonitor.crt"), filepath.Join(dir, "ssl", "opmonitor.key")
 	url, admin := serveDaemon(t, dir, "https", fmt.Sprintf("tls-certificate = %q\ntls-key = %q\nclient-tls-certificate = %q", crt, key, crt))
-	code, out, errOut := runBin(t, "bench", "--url", url, "--records", "500", "--cert", crt, "--key", key, "--json")
+	code, out, errOut := testbin.Run(t, nil, "bench", "--url", url, "--records", "500", "--cert", crt, "--key", key, "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -194,15 +168,15 @@ func TestBenchHTTPS(t *testing.T) {
 		t.Errorf("daemon stored %d records, want 500", got)
 	}
 	// Without a client certificate the handshake fails: a usage error here.
-	if code, _, errOut := runBin(t, "bench", "--url", url, "--records", "10"); code != 2 || !strings.Contains(errOut, "--cert") {
+	if code, _, errOut := testbin.Run(t, nil, "bench", "--url", url, "--records", "10"); code != 2 || !strings.Contains(errOut, "--cert") {
 		t.Errorf("https without --cert: exit %d, %q", code, errOut)
 	}
 }
 
 // TestBenchFailures: failed requests make exit 1; bad flags exit 2.
 func TestBenchFailures(t *testing.T) {
-	url := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	code, out, errOut := runBin(t, "bench", "--url", url, "--records", "200", "--json")
+	url := fmt.Sprintf("http://127.0.0.1:%d", testbin.FreePort(t))
+	code, out, errOut := testbin.Run(t, nil, "bench", "--url", url, "--records", "200", "--json")
 	if code != 1 || !strings.Contains(errOut, "store:") {
 		t.Fatalf("nothing listening: exit %d, stderr %q", code, errOut)
 	}
@@ -219,7 +193,7 @@ func TestBenchFailures(t *testing.T) {
 		{"bench", "--url", url, "--records", "10", "--cert", "x.crt"},
 		{"bench", "--url", "ftp://x", "--records", "10"},
 	} {
-		if code, _, errOut := runBin(t, args...); code != 2 || errOut == "" {
+		if code, _, errOut := testbin.Run(t, nil, args...); code != 2 || errOut == "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/opmond/opmond/internal/testbin"
 )
 
 // chromium finds a Chromium or Chrome binary: $OPMOND_CHROMIUM, else the
@@ -45,22 +45,15 @@ type opmond struct {
 	logs               *bytes.Buffer
 }
 
-// startOpmond builds the binary and runs `opmond serve` with a configuration
+func TestMain(m *testing.M) { testbin.Main(m) }
+
+// startOpmond runs the real binary's `opmond serve` with a configuration
 // of its own; the process is stopped with SIGTERM when the test ends.
 func startOpmond(t *testing.T) *opmond {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "opmond")
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the test builds the binary and needs go on PATH: %v", err)
-	}
-	build := exec.Command(goCmd, "build", "-o", bin, "github.com/opmond/opmond")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	port, admin := freePort(t), freePort(t)
+	bin := testbin.Path(t)
+	port, admin := testbin.FreePort(t), testbin.FreePort(t)
 	cfg := fmt.Sprintf(`[op-monitor]
 host = "127.0.0.1"
 port = %d
@@ -125,16 +118,6 @@ level = "warn"
 			t.Fatalf("opmond not up after 20 s\n%s", o.logs)
 		}
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // store sends one store request through /store_data, as a security server does.
