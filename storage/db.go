@@ -86,6 +86,8 @@ type DB struct {
 	// of handing over to the committer; kept for the benchmark comparison.
 	perCall bool
 
+	memo intervalMemo // per-minute Intervals counts, see intervalmemo.go
+
 	reqs          chan *writeReq
 	stop          chan struct{}
 	committerDone chan struct{}
