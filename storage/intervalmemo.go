@@ -44,6 +44,10 @@ const (
 	memoMaxMinutes = memoMaxChunks / 2 * memoChunkMinutes
 )
 
+// memoCountedHook, when set by a test, is called by a query after it has
+// counted the minutes the memo lacks and before it adds them.
+var memoCountedHook func()
+
 type minuteCount struct{ success, failure int64 }
 
 // memoChunk holds the counts of memoChunkMinutes consecutive minutes of one
@@ -113,6 +117,9 @@ func (m *intervalMemo) intervals(ctx context.Context, db *DB, q IntervalQuery, f
 				}
 			})
 		}
+	}
+	if memoCountedHook != nil && len(ranges) > 0 {
+		memoCountedHook()
 	}
 	m.end(key, e0, m0, cnt, miss, len(ranges) > 0 && err == nil)
 	if err != nil {

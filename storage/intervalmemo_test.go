@@ -133,18 +133,18 @@ func TestIntervalsMemoExact(t *testing.T) {
 			t.Fatalf("%+v scanned:\ngot  %v\nwant %v", q, got, want)
 		}
 	}
-	for range 300 {
+	for range 200 {
 		switch op := rng.IntN(10); {
 		case op < 3:
 			clk.Set(clk.Now().Unix() + rng.Int64N(3))
-			recs := f.records(1 + rng.IntN(250))
+			recs := f.records(1 + rng.IntN(100))
 			ts := store(t, db, recs...)
 			for i := range recs {
 				recs[i].SetInt(schema.FMonitoringDataTs, ts)
 			}
 			model = append(model, recs...)
 		case op < 5:
-			recs := f.records(1 + rng.IntN(250))
+			recs := f.records(1 + rng.IntN(100))
 			for i := range recs {
 				recs[i].SetInt(schema.FMonitoringDataTs, 1+rng.Int64N(clk.Now().Unix()))
 			}
@@ -168,8 +168,37 @@ func TestIntervalsMemoExact(t *testing.T) {
 			check(f.query())
 		}
 	}
-	for range 50 {
+	for range 30 {
 		check(f.query())
+	}
+}
+
+// TestIntervalsMemoStaleSnapshot stores into a minute while a query that
+// has counted it from an older snapshot is about to add it to the memo:
+// the memo must not keep the older count.
+func TestIntervalsMemoStaleSnapshot(t *testing.T) {
+	db := openTestDB(t, &testClock{t: 1_000_000})
+	const m = 60000
+	base := int64(1_700_000_000_000 / m * m)
+	store(t, db, mkRec(t, "a", "", "", base+1, true))
+	once := true
+	memoCountedHook = func() {
+		if once {
+			once = false
+			store(t, db, mkRec(t, "b", "", "", base+2, false))
+		}
+	}
+	t.Cleanup(func() { memoCountedHook = nil })
+	q := IntervalQuery{FromMs: base, ToMs: base + 2*m - 1, StepMs: m}
+	if _, err := db.Intervals(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Intervals(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Interval{{base, 1, 1}, {base + m, 0, 0}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }
 
@@ -186,7 +215,7 @@ func TestIntervalsMemoConcurrent(t *testing.T) {
 	pool := schematest.Records(200, seed, 0)
 	newFixture := func(s uint64) *memoFixture {
 		// A few minutes only, so that writes hit the minutes queried.
-		return &memoFixture{rng: rand.New(rand.NewPCG(seed, s)), base: base, span: 4, pool: pool}
+		return &memoFixture{rng: rand.New(rand.NewPCG(seed, s)), base: base, span: 30, pool: pool}
 	}
 	ctx := context.Background()
 	// pending has the records of writes begun, acked those of writes done.
@@ -203,7 +232,7 @@ func TestIntervalsMemoConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				recs := f.records(1 + f.rng.IntN(20))
+				recs := f.records(1 + f.rng.IntN(3))
 				mu.Lock()
 				pending = append(pending, recs...)
 				mu.Unlock()
@@ -236,7 +265,7 @@ func TestIntervalsMemoConcurrent(t *testing.T) {
 	for g := range 2 {
 		qwg.Go(func() {
 			f := newFixture(uint64(20 + g))
-			for range 150 {
+			for range 300 {
 				q := f.query()
 				before := modelIntervals(snapshot(&acked), q)
 				got, err := db.Intervals(ctx, q)
