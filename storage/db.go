@@ -75,6 +75,8 @@ type DB struct {
 
 	fault func(FaultOp) error
 
+	memo intervalMemo // per-minute Intervals counts, see intervalmemo.go
+
 	mu        sync.Mutex
 	closed    bool
 	commitErr error          // of the last commit (CommitErr)
@@ -85,8 +87,6 @@ type DB struct {
 	// perCall makes Store and Import write in their own transaction instead
 	// of handing over to the committer; kept for the benchmark comparison.
 	perCall bool
-
-	memo intervalMemo // per-minute Intervals counts, see intervalmemo.go
 
 	reqs          chan *writeReq
 	stop          chan struct{}
