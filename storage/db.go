@@ -81,6 +81,8 @@ type DB struct {
 
 	fault func(FaultOp) error
 
+	memo intervalMemo // per-minute Intervals counts, see intervalmemo.go
+
 	mu        sync.Mutex
 	closed    bool
 	commitErr error          // of the last commit (CommitErr)

@@ -39,7 +39,9 @@ const intervalBatch = 256
 // opmon-protocol (Type "" / "Client" / "Producer"; Member: MatchesClient or
 // MatchesProvider; Service: provider + service code equal, plus version when
 // HasVersion — a member-level provider (no subsystem) must match too, fixing
-// upstream). Records without succeeded are not counted.
+// upstream). Records without succeeded are not counted. Steps of whole
+// minutes are answered from the memo where it has the minutes (see
+// intervalmemo.go), with the same counts.
 func (db *DB) Intervals(ctx context.Context, q IntervalQuery) ([]Interval, error) {
 	if err := db.begin(); err != nil {
 		return nil, err
@@ -62,16 +64,48 @@ func (db *DB) Intervals(ctx context.Context, q IntervalQuery) ([]Interval, error
 		out[i].StartMs = (first + int64(i)) * q.StepMs
 	}
 
+	if db.memo.covers(q, first, last) {
+		err := db.memo.intervals(ctx, db, q, first, out)
+		if err != nil {
+			return nil, fmt.Errorf("intervals: %w", err)
+		}
+		return out, nil
+	}
+	if err := db.scanIntervals(ctx, q, first, out); err != nil {
+		return nil, fmt.Errorf("intervals: %w", err)
+	}
+	return out, nil
+}
+
+// scanIntervals counts into out, buckets first.. of q, reading every block
+// that holds a minute of them.
+func (db *DB) scanIntervals(ctx context.Context, q IntervalQuery, first int64, out []Interval) error {
+	last := first + int64(len(out)) - 1
 	// The minutes that can hold requestInTs values of the buckets.
 	lastMs := int64(math.MaxInt64)
 	if end := out[len(out)-1].StartMs; end <= math.MaxInt64-q.StepMs+1 {
 		lastMs = end + q.StepMs - 1
 	}
-	keys, err := db.minuteBlocks(minuteKey(out[0].StartMs), minuteKey(lastMs))
+	keys, err := db.minuteBlocks([][2]uint64{{minuteKey(out[0].StartMs), minuteKey(lastMs)}})
 	if err != nil {
-		return nil, fmt.Errorf("intervals: %w", err)
+		return err
 	}
+	return db.countBlocks(ctx, q, keys, func(reqIn int64, ok bool) {
+		b := floorDiv(reqIn, q.StepMs)
+		if b < first || b > last {
+			return
+		}
+		if ok {
+			out[b-first].Success++
+		} else {
+			out[b-first].Failure++
+		}
+	})
+}
 
+// countBlocks calls count with the requestInTs and succeeded of every record
+// of the blocks keys that q's filter matches and that has both.
+func (db *DB) countBlocks(ctx context.Context, q IntervalQuery, keys []blockKey, count func(reqIn int64, ok bool)) error {
 	// Blocks whose header lacks the party need not be decompressed.
 	var want []uint64
 	switch {
@@ -85,7 +119,7 @@ func (db *DB) Intervals(ctx context.Context, q IntervalQuery) ([]Interval, error
 	defer queryStatePool.Put(st)
 	for len(keys) > 0 {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		batch := keys[:min(len(keys), intervalBatch)]
 		keys = keys[len(batch):]
@@ -113,39 +147,33 @@ func (db *DB) Intervals(ctx context.Context, q IntervalQuery) ([]Interval, error
 				}
 				for i := range recs {
 					r := &recs[i]
-					if !r.Has.Has(schema.FRequestInTs) || !r.Has.Has(schema.FSucceeded) || !match(r) {
-						continue
-					}
-					b := floorDiv(r.Int(schema.FRequestInTs), q.StepMs)
-					if b < first || b > last {
-						continue
-					}
-					if r.Bool(schema.FSucceeded) {
-						out[b-first].Success++
-					} else {
-						out[b-first].Failure++
+					if r.Has.Has(schema.FRequestInTs) && r.Has.Has(schema.FSucceeded) && match(r) {
+						count(r.Int(schema.FRequestInTs), r.Bool(schema.FSucceeded))
 					}
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("intervals: %w", err)
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // minuteBlocks returns the distinct keys of blocks holding a requestInTs in
-// the minute keys [from,to], in key order.
-func (db *DB) minuteBlocks(from, to uint64) ([]blockKey, error) {
+// one of the ranges of minute keys [from,to] (ascending, disjoint), in key
+// order, read in one transaction.
+func (db *DB) minuteBlocks(ranges [][2]uint64) ([]blockKey, error) {
 	var keys []blockKey
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketReqMin).Cursor()
 		var start [8]byte
-		binary.BigEndian.PutUint64(start[:], from)
-		for k, _ := c.Seek(start[:]); k != nil && binary.BigEndian.Uint64(k) <= to; k, _ = c.Next() {
-			keys = append(keys, blockKey(k[8:]))
+		for _, r := range ranges {
+			binary.BigEndian.PutUint64(start[:], r[0])
+			for k, _ := c.Seek(start[:]); k != nil && binary.BigEndian.Uint64(k) <= r[1]; k, _ = c.Next() {
+				keys = append(keys, blockKey(k[8:]))
+			}
 		}
 		return nil
 	})

@@ -50,7 +50,7 @@ func (db *DB) Purge(ctx context.Context, cutoff int64) (records int, quarantined
 			return records, quarantined, err
 		}
 		start := time.Now()
-		b := &purgeBatch{end: end[:]}
+		b := &purgeBatch{end: end[:], memo: &db.memo}
 		var err error
 		if db.perCall {
 			err = db.update(b.run)
@@ -92,6 +92,8 @@ type purgeBatch struct {
 	blocks               int
 	records, quarantined int
 	done                 bool // nothing before end is left
+	memo                 *intervalMemo
+	minutes              []uint64 // of the blocks deleted, for memo
 }
 
 // full reports that the batch has done its share; every batch deletes at
@@ -116,6 +118,7 @@ func (p *purgeBatch) run(tx *bolt.Tx) error {
 	if err := p.delete(tx); err != nil {
 		return err
 	}
+	p.memo.invalidateOnCommit(tx, p.minutes)
 	meta := tx.Bucket(bucketMeta)
 	if err := addCounter(meta, metaBlocks, -int64(p.blocks)); err != nil {
 		return err
@@ -138,6 +141,7 @@ func (p *purgeBatch) delete(tx *bolt.Tx) error {
 	// Seek past the key just deleted rather than First or Next: First walks
 	// every leaf emptied so far in the transaction (the tree is rebalanced
 	// only at commit), and bbolt's Next after Delete skips a key.
+	delMin := del(reqmin)
 	var at blockKey
 	c := blocks.Cursor()
 	for k, v := c.Seek(at[:]); k != nil && bytes.Compare(k, p.end) < 0; k, v = c.Seek(at[:]) {
@@ -153,7 +157,7 @@ func (p *purgeBatch) delete(tx *bolt.Tx) error {
 		if err := h.eachParty(del(party)); err != nil {
 			return err
 		}
-		if err := h.eachMinute(del(reqmin)); err != nil {
+		if err := h.eachMinute(func(m uint64) error { p.minutes = append(p.minutes, m); return delMin(m) }); err != nil {
 			return err
 		}
 		if err := c.Delete(); err != nil {

@@ -392,6 +392,7 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 			}
 		}
 	}
+	db.memo.invalidateOnCommit(tx, indexMinutes(minKeys))
 	if err := addCounter(meta, metaBlocks, nBlocks); err != nil {
 		return err
 	}
