@@ -321,7 +321,10 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("service %s not on the page", s)
 		}
 	}
-	waitFor(t, ctx, "fault code in recent failures", `document.querySelector("#failures-table").innerText.includes("`+testFault+`")`, 5*time.Second)
+	// Records of the current second are available from the next one on
+	// (now - offset - 1), so a page opened within a second of the stores
+	// shows them at its next refresh (10 s).
+	waitFor(t, ctx, "fault code in recent failures", `document.querySelector("#failures-table").innerText.includes("`+testFault+`")`, 25*time.Second)
 	// Failures are marked by a symbol, not by colour alone.
 	if marks := eval[[]string](t, ctx, `[...document.querySelectorAll("#failures-table tbody td.fault, #health-table tbody td.bad-mark.num")].map(td => td.textContent)`); len(marks) == 0 {
 		t.Error("no failure cells found")
