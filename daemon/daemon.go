@@ -237,7 +237,8 @@ func (d *Daemon) setupGlobalConf(downloadTimeout time.Duration) error {
 }
 
 func (d *Daemon) registerGauges() {
-	d.metrics.reg.MustRegister(newServiceCollector(d.health, d.cfg.Admin.MaxServiceSeries), newStateCollector(d.db, d.notReady))
+	d.metrics.services.MustRegister(newServiceCollector(d.health, d.cfg.Admin.MaxServiceSeries))
+	d.metrics.reg.MustRegister(newStateCollector(d.db, d.notReady))
 	d.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "opmond_database_size_bytes", Help: "Size of the database file.",
 	}, func() float64 {

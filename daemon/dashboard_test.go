@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/opmond/opmond/schema"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -188,5 +191,30 @@ func TestUIMetrics(t *testing.T) {
 	}
 	if got := m.byLabel("opmond_tls_handshake_failures_total", "reason"); len(got) != 2 || got["no_certificate"] != 2 {
 		t.Errorf("by reason %v", got)
+	}
+}
+
+// BenchmarkUIStatus is the dashboard's status call with 10,000 services in
+// the health statistics (the page asks for it every 10 s).
+func BenchmarkUIStatus(b *testing.B) {
+	dir := b.TempDir()
+	cfg := Default()
+	cfg.OpMonitor.Database = dir + "/op.db"
+	cfg.GlobalConf.Directory = dir + "/none"
+	cfg.Admin.Listen = ""
+	cfg.Log.Level = "error"
+	d, err := New(cfg, Options{LogWriter: io.Discard, Listener: mustListen(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	recs := make([]schema.Record, 10_000)
+	for i := range recs {
+		recs[i] = rec(b, fmt.Sprintf("EE/COM/1/SUB/svc%05d", i), i%7 != 0, 1, 2)
+	}
+	d.health.Add(recs)
+	started := time.Now()
+	for b.Loop() {
+		d.uiStatus(started)
 	}
 }
