@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -28,6 +29,15 @@ const gcAfterBytes = 32 << 20
 
 // chunkStep is the first allocation for a body of unknown length; it doubles.
 const chunkStep = 64 << 10
+
+// maxPooledBody is the largest body buffer kept for reuse: typical store
+// batches (100 records, ~100 KB) then cost no allocation, and a pool never
+// pins the buffers of rare large batches.
+const maxPooledBody = 1 << 20
+
+// bodyPool holds body buffers of handlers that keep nothing of the body
+// once they return (see readBody's reuse).
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
 
 var (
 	errBodyTooLarge = errors.New("request body too large")
@@ -55,6 +65,7 @@ type body struct {
 	held   int64
 	weight int64
 	bb     *bodyBudget
+	pooled *[]byte // b's buffer, back to bodyPool on release
 }
 
 // take counts n more bytes of body, weight times; one request never holds
@@ -76,6 +87,10 @@ func (x *body) take(n int64) error {
 
 func (x *body) release() {
 	x.b = nil
+	if x.pooled != nil {
+		bodyPool.Put(x.pooled)
+		x.pooled = nil
+	}
 	if x.held > 0 {
 		if x.held >= gcAfterBytes {
 			// Collect this request's garbage before the next large one
@@ -93,7 +108,10 @@ func (x *body) release() {
 // the budget has no room within budgetWait. weight is what the request
 // holds per body byte until release: a store's decoded records take about
 // three times the bytes of their JSON, and they are what fills memory.
-func (d *Daemon) readBody(c *fiber.Ctx, weight int64) (_ *body, err error) {
+// reuse lets a body of known length up to maxPooledBody live in a pooled
+// buffer: only for a handler whose answer refers to none of the body's
+// bytes, since the buffer is reused once release returns.
+func (d *Daemon) readBody(c *fiber.Ctx, weight int64, reuse bool) (_ *body, err error) {
 	defer func() {
 		if errors.Is(err, errBodyTooLarge) || errors.Is(err, errBusy) {
 			// The rest of the body is not read: answer, then close, with
@@ -118,7 +136,15 @@ func (d *Daemon) readBody(c *fiber.Ctx, weight int64) (_ *body, err error) {
 		if err := x.take(n); err != nil {
 			return x, err
 		}
-		x.b = make([]byte, n)
+		if reuse && n <= maxPooledBody {
+			x.pooled = bodyPool.Get().(*[]byte)
+			if int64(cap(*x.pooled)) < n {
+				*x.pooled = make([]byte, n, max(n, chunkStep))
+			}
+			x.b = (*x.pooled)[:n]
+		} else {
+			x.b = make([]byte, n)
+		}
 		if _, err := io.ReadFull(stream, x.b); err != nil {
 			x.release()
 			return x, fmt.Errorf("read request body: %w", err)

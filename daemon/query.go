@@ -60,7 +60,8 @@ func (d *Daemon) query(c *fiber.Ctx) (string, *queryFault) {
 		return opOther, &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultGlobalConfOutdated,
 			String: "Global configuration is expired"}}
 	}
-	b, err := d.readBody(c, 1)
+	// Not reused: the answer splices the request envelope.
+	b, err := d.readBody(c, 1, false)
 	defer b.release()
 	if errors.Is(err, errBodyTooLarge) {
 		return opOther, &queryFault{tooLarge: true}

@@ -35,7 +35,8 @@ func (d *Daemon) store(c *fiber.Ctx) error {
 	if !mediaTypeIs(ct, "application/json") {
 		return internalError("Invalid content type " + ct + ", expecting application/json")
 	}
-	b, err := d.readBody(c, storeBodyWeight)
+	// The answer holds nothing of the body, and the records are copies.
+	b, err := d.readBody(c, storeBodyWeight, true)
 	defer b.release()
 	if err != nil {
 		if !errors.Is(err, errBodyTooLarge) {
@@ -48,8 +49,9 @@ func (d *Daemon) store(c *fiber.Ctx) error {
 		d.log.Warn().Str("remote", c.IP()).Int("bytes", len(b.b)).Err(err).Msg("store request refused")
 		return err
 	}
-	// The records are copies: the JSON can go while they are stored (its
-	// budget stays held for them until release).
+	// The records are copies: a large JSON can go while they are stored
+	// (its budget stays held for them until release; a pooled buffer
+	// returns to the pool then).
 	b.b = nil
 	var quarantine []storage.Quarantined
 	if len(req.Rejected) > 0 {
