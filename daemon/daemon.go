@@ -140,7 +140,10 @@ func New(cfg *Config, opts Options) (_ *Daemon, err error) {
 		}
 	}()
 
-	if d.db, err = storage.Open(cfg.OpMonitor.Database, storage.Options{Now: now, Fault: opts.DBFault}); err != nil {
+	if d.db, err = storage.Open(cfg.OpMonitor.Database, storage.Options{Now: now, Fault: opts.DBFault,
+		Seal: true, OnSealError: func(err error) {
+			d.log.Error().Err(err).Msg("sealing blocks failed; they stay as they are and are tried again")
+		}}); err != nil {
 		return nil, err
 	}
 	d.health = NewHealth(cfg.HealthPeriod(), now)

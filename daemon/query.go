@@ -109,7 +109,16 @@ func (d *Daemon) operationalData(c *fiber.Ctx, req *schema.QueryRequest, now tim
 		plan.q.Associated = &client
 	}
 	plan.q.Provider = req.SearchClient
-	payload, res, err := d.recordsPayload(c, plan)
+	var payload []byte
+	var res storage.QueryResult
+	var err error
+	if plan.fields == schema.AllFields && plan.q.Associated == nil && plan.q.Provider == nil {
+		// Whole seconds with every field: sealed blocks are sent in the
+		// answer form they are stored in (storage/seal.go).
+		payload, res, err = d.db.QueryAnswer(c.UserContext(), plan.q, `{"records":[`, "]}")
+	} else {
+		payload, res, err = d.recordsPayload(c, plan)
+	}
 	if err != nil {
 		d.log.Error().Err(err).Msg("operational data query failed")
 		return &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError,

@@ -343,3 +343,56 @@ func BenchmarkQueryStored(b *testing.B) {
 		})
 	}
 }
+
+// benchSealDB is 200 seconds of 1,000 records each, in 100-record blocks
+// as Store writes them, sealed or not.
+func benchSealDB(b *testing.B, seal bool) *DB {
+	b.Helper()
+	db, err := Open(filepath.Join(b.TempDir(), "opmon.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	recs := slices.Clone(benchRecords())
+	for i := range recs {
+		recs[i].SetInt(schema.FMonitoringDataTs, 1000+int64(i/1000))
+	}
+	for i := 0; i < len(recs); i += 100 {
+		if err := db.Import(context.Background(), recs[i:min(i+100, len(recs))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if seal {
+		if _, err := db.SealPending(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return db
+}
+
+// BenchmarkQueryAnswer makes the gzip payload of a privileged 10,000-record
+// page (QueryAnswer), from blocks as stored and from sealed blocks, and a
+// regular client's page over all 200,000 records (Query, filtered).
+func BenchmarkQueryAnswer(b *testing.B) {
+	clients := schematest.NewDataset().Clients
+	for _, sealed := range []bool{false, true} {
+		db := benchSealDB(b, sealed)
+		name := map[bool]string{false: "stored", true: "sealed"}[sealed]
+		b.Run("page/"+name, func(b *testing.B) {
+			var size int
+			b.ReportAllocs()
+			for range b.N {
+				gz, _, err := db.QueryAnswer(context.Background(), Query{From: 1000, To: 1199, Max: 10000}, `{"records":[`, "]}")
+				if err != nil {
+					b.Fatal(err)
+				}
+				size = len(gz)
+			}
+			b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/op")
+			b.ReportMetric(float64(size)/10000, "payload-B/record")
+		})
+		b.Run("filtered/"+name, func(b *testing.B) {
+			benchQuery(b, db, Query{From: 1000, To: 1199, Max: 10000, Associated: &clients[15]})
+		})
+	}
+}

@@ -104,11 +104,20 @@ var encoderPool = sync.Pool{New: func() any { return new(blockEncoder) }}
 func encodeBlock(recs []schema.Record) []byte {
 	e := encoderPool.Get().(*blockEncoder)
 	defer encoderPool.Put(e)
-	body, parties, minutes := e.body[:0], e.parties[:0], e.minutes[:0]
+	body := appendColumns(e.body[:0], recs)
+	parties, minutes := blockKeys(recs, e.parties[:0], e.minutes[:0])
+	out := make([]byte, 0, 32+8*len(parties)+2*len(minutes)+len(body)/3)
+	out = appendHeaderKeys(append(out, blockVersion), len(recs), len(body), parties, minutes)
+	out = zstdEncoder().EncodeAll(body, out)
+	e.body, e.parties, e.minutes = body, parties, minutes
+	return out
+}
 
+// blockKeys appends the sorted distinct party hashes and requestInTs
+// minute keys of recs to parties and minutes.
+func blockKeys(recs []schema.Record, parties, minutes []uint64) ([]uint64, []uint64) {
 	for i := range recs {
 		r := &recs[i]
-		body = binary.AppendUvarint(body, uint64(r.Has&schema.AllFields)>>1)
 		if h, ok := recordPartyHash(r, roleClient, schema.FClientXRoadInstance); ok {
 			parties = append(parties, h)
 		}
@@ -118,6 +127,35 @@ func encodeBlock(recs []schema.Record) []byte {
 		if r.Has.Has(schema.FRequestInTs) {
 			minutes = append(minutes, minuteKey(r.Ints[slotRequestInTs]))
 		}
+	}
+	slices.Sort(parties)
+	parties = slices.Compact(parties)
+	slices.Sort(minutes)
+	minutes = slices.Compact(minutes)
+	return parties, minutes
+}
+
+// appendHeaderKeys appends the header fields both block versions share.
+func appendHeaderKeys(out []byte, count, bodyLen int, parties, minutes []uint64) []byte {
+	out = binary.AppendUvarint(out, uint64(count))
+	out = binary.AppendUvarint(out, uint64(bodyLen))
+	out = binary.AppendUvarint(out, uint64(len(parties)))
+	for _, h := range parties {
+		out = binary.BigEndian.AppendUint64(out, h)
+	}
+	out = binary.AppendUvarint(out, uint64(len(minutes)))
+	var prev uint64
+	for _, m := range minutes {
+		out = binary.AppendUvarint(out, m-prev)
+		prev = m
+	}
+	return out
+}
+
+// appendColumns appends the uncompressed body of recs to body.
+func appendColumns(body []byte, recs []schema.Record) []byte {
+	for i := range recs {
+		body = binary.AppendUvarint(body, uint64(recs[i].Has&schema.AllFields)>>1)
 	}
 	for f := schema.Field(1); f < schema.NumFields; f++ {
 		slot := fieldSlot[f]
@@ -159,29 +197,7 @@ func encodeBlock(recs []schema.Record) []byte {
 		}
 	}
 
-	slices.Sort(parties)
-	parties = slices.Compact(parties)
-	slices.Sort(minutes)
-	minutes = slices.Compact(minutes)
-
-	out := make([]byte, 0, 32+8*len(parties)+2*len(minutes)+len(body)/3)
-	out = append(out, blockVersion)
-	out = binary.AppendUvarint(out, uint64(len(recs)))
-	out = binary.AppendUvarint(out, uint64(len(body)))
-	out = binary.AppendUvarint(out, uint64(len(parties)))
-	for _, h := range parties {
-		out = binary.BigEndian.AppendUint64(out, h)
-	}
-	out = binary.AppendUvarint(out, uint64(len(minutes)))
-	var prev uint64
-	for _, m := range minutes {
-		out = binary.AppendUvarint(out, m-prev)
-		prev = m
-	}
-	out = zstdEncoder().EncodeAll(body, out)
-
-	e.body, e.parties, e.minutes = body, parties, minutes
-	return out
+	return body
 }
 
 // blockHeader is the parsed uncompressed header of a block value. Its slices
@@ -192,14 +208,17 @@ type blockHeader struct {
 	parties []byte // 8 bytes per hash
 	minutes []byte // uvarint deltas
 	nMin    int
-	zbody   []byte // the zstd frame
+	zbody   []byte // the zstd frame, or for a sealed block its deflate stream
+	sealed  bool   // block version 2 (seal.go); bodyLen is then its JSON's
+	crc     uint32 // sealed: CRC-32 (IEEE) of the JSON
 }
 
 func parseHeader(v []byte) (blockHeader, error) {
 	var h blockHeader
-	if len(v) == 0 || v[0] != blockVersion {
+	if len(v) == 0 || v[0] != blockVersion && v[0] != blockVersionSealed {
 		return h, fmt.Errorf("%w: unknown block version", errCorrupt)
 	}
+	h.sealed = v[0] == blockVersionSealed
 	p := 1
 	uv := func() uint64 {
 		if p < 0 {
@@ -231,6 +250,13 @@ func parseHeader(v []byte) (blockHeader, error) {
 		}
 	}
 	h.minutes, h.nMin = v[start:p], int(nm)
+	if h.sealed {
+		if len(v)-p < 4 {
+			return h, errCorrupt
+		}
+		h.crc = binary.BigEndian.Uint32(v[p:])
+		p += 4
+	}
 	h.zbody = v[p:]
 	return h, nil
 }
@@ -292,6 +318,9 @@ func decompress(h *blockHeader) (string, error) {
 // decompressInto decompresses a block's body into dst's storage (grown if
 // needed) and returns it.
 func decompressInto(dst []byte, h *blockHeader) ([]byte, error) {
+	if h.sealed {
+		return sealedColumns(dst, h)
+	}
 	if cap(dst) < h.bodyLen {
 		dst = make([]byte, 0, h.bodyLen)
 	}

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,13 +42,14 @@ import (
 var ErrClosed = errors.New("database closed")
 
 // Format of the database file, stored in the meta bucket. Version 2 has
-// the sparse party index; a version 1 file is a valid version 2 file (its
-// index has an entry for every block) and is upgraded by rewriting the
-// version, which stops older binaries from reading it with their denser
-// expectations.
+// the sparse party index, version 3 sealed blocks (seal.go). Files of
+// versions 1 and 2 are valid version 3 files (a version 1 index has an
+// entry for every block; neither has sealed blocks) and are upgraded by
+// rewriting the version, which stops older binaries from reading them; the
+// sealer then seals their blocks in the background.
 const (
 	formatName    = "opmond-db"
-	formatVersion = 2
+	formatVersion = 3
 )
 
 var (
@@ -71,6 +73,10 @@ type Options struct {
 	// Fault, when set, is asked before each commit's write and fsync; an
 	// error fails the commit as that system call's error would (tests).
 	Fault func(FaultOp) error
+	// Seal starts the sealer, which rewrites the blocks of past seconds in
+	// their answer form (seal.go); OnSealError hears of its failed rounds.
+	Seal        bool
+	OnSealError func(error)
 }
 
 // DB is an open database. Its methods are safe for concurrent use.
@@ -95,6 +101,14 @@ type DB struct {
 	perCall bool
 
 	pidx partyIndexMemory
+
+	// Sealing (seal.go): queries hold sealMu for reading, the sealer takes
+	// it to commit.
+	sealMu     sync.RWMutex
+	sealFrom   atomic.Int64 // oldest second an Import wrote since the sealer looked, or -1
+	lastStore  atomic.Int64 // time of the last Store commit, Unix ns
+	sealStop   context.CancelFunc
+	sealerDone chan struct{}
 
 	reqs          chan *writeReq
 	stop          chan struct{}
@@ -146,7 +160,13 @@ func Open(path string, opts Options) (*DB, error) {
 	if db.now == nil {
 		db.now = time.Now
 	}
+	db.sealFrom.Store(-1)
 	go db.committer()
+	if opts.Seal {
+		ctx, cancel := context.WithCancel(context.Background())
+		db.sealStop, db.sealerDone = cancel, make(chan struct{})
+		go db.sealer(ctx, opts.OnSealError)
+	}
 	return db, nil
 }
 
@@ -158,7 +178,7 @@ func initBuckets(tx *bolt.Tx) error {
 		f := string(meta.Get(metaFormat))
 		switch {
 		case f == formatString():
-		case f == formatName+" 1":
+		case f == formatName+" 1", f == formatName+" 2":
 			if err := meta.Put(metaFormat, []byte(formatString())); err != nil {
 				return err
 			}
@@ -224,6 +244,10 @@ func (db *DB) Close() error {
 		db.closed = true
 		db.mu.Unlock()
 		db.ops.Wait()
+		if db.sealStop != nil {
+			db.sealStop()
+			<-db.sealerDone
+		}
 		close(db.stop)
 		<-db.committerDone
 		db.cerr = db.bolt.Close()

@@ -64,6 +64,10 @@ func (db *DB) Intervals(ctx context.Context, q IntervalQuery) ([]Interval, error
 		out[i].StartMs = (first + int64(i)) * q.StepMs
 	}
 
+	// Block keys are read before the blocks: sealing must not move records
+	// in between.
+	db.sealMu.RLock()
+	defer db.sealMu.RUnlock()
 	if db.memo.covers(q, first, last) {
 		err := db.memo.intervals(ctx, db, q, first, out)
 		if err != nil {

@@ -76,6 +76,8 @@ type fetched struct {
 	body     string
 	bodyLen  int
 	zlo, zhi int
+	sealed   bool   // zbuf holds a sealed block's deflate stream
+	crc      uint32 // sealed: the CRC-32 of its JSON
 	w        int
 	lo, hi   int
 	err      error
@@ -87,6 +89,7 @@ type queryState struct {
 	batch   []fetched
 	zbuf    []byte
 	workers []matchWorker
+	splice  bool // fetch copies sealed blocks unfiltered (QueryAnswer)
 }
 
 // matchWorker holds the buffers of one goroutine of matchRound.
@@ -164,8 +167,11 @@ func (st *queryState) matchRound(ctx context.Context, f filter) {
 // kept ones get their own copy of their strings: most of a block is
 // usually dropped.
 func (mw *matchWorker) match(b *fetched, z []byte, f filter) error {
+	if b.sealed {
+		return mw.matchSealed(b, z, f)
+	}
 	var err error
-	mw.body, err = decompressInto(mw.body, &blockHeader{bodyLen: b.bodyLen, zbody: z})
+	mw.body, err = decompressInto(mw.body, &blockHeader{count: b.count, bodyLen: b.bodyLen, zbody: z, sealed: b.sealed, crc: b.crc})
 	if err != nil {
 		return err
 	}
@@ -191,11 +197,21 @@ func (mw *matchWorker) match(b *fetched, z []byte, f filter) error {
 //
 // Blocks are read in short read transactions and visited outside them.
 func (db *DB) Query(ctx context.Context, q Query, visit func(*schema.Record) error) (QueryResult, error) {
+	return db.query(ctx, q, visit, nil)
+}
+
+// query is Query; if splice is set and q has no filter, sealed blocks are
+// handed to it whole, as their deflate streams, instead of to visit.
+func (db *DB) query(ctx context.Context, q Query, visit func(*schema.Record) error, splice func(stream []byte, crc uint32, n int) error) (QueryResult, error) {
 	var res QueryResult
 	if err := db.begin(); err != nil {
 		return res, err
 	}
 	defer db.end()
+	// Sealing moves records between blocks: a query that reads in several
+	// transactions must not see it happen.
+	db.sealMu.RLock()
+	defer db.sealMu.RUnlock()
 	if q.Max < 1 {
 		return res, fmt.Errorf("query: max %d < 1", q.Max)
 	}
@@ -209,6 +225,7 @@ func (db *DB) Query(ctx context.Context, q Query, visit func(*schema.Record) err
 		st.release()
 		queryStatePool.Put(st)
 	}()
+	st.splice = splice != nil && f.none()
 
 	start := makeBlockKey(max(q.From, 0), 0)
 	want := fetchFirst
@@ -249,6 +266,15 @@ func (db *DB) Query(ctx context.Context, q Query, visit func(*schema.Record) err
 						res.More = true
 						return res, nil
 					}
+					continue
+				}
+				if b.sealed {
+					if err := splice(st.zbuf[b.zlo:b.zhi], b.crc, b.bodyLen); err != nil {
+						return res, err
+					}
+					res.Count += b.count
+					res.Last = b.ts
+					res.LimitHit = res.Count >= q.Max
 					continue
 				}
 				if recs, err = st.decode(b); err != nil {
@@ -355,10 +381,10 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 			}
 			recs += h.count
 			size += h.bodyLen
-			if raw {
+			if raw || h.sealed && st.splice {
 				zlo := len(zbuf)
 				zbuf = append(zbuf, h.zbody...)
-				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf)})
+				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf), sealed: h.sealed, crc: h.crc})
 				continue
 			}
 			body, err := decompress(&h)

@@ -39,6 +39,7 @@ type writeReq struct {
 	quar   [][]byte
 	ts     int64       // set by the committer when stamp
 	purge  *purgeBatch // Purge: delete old records in the same transaction
+	seal   *sealOp     // the sealer's (seal.go)
 	done   chan error
 }
 
@@ -309,11 +310,21 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 	// sorted slice before splitting it at commit, so keys put out of order
 	// cost a copy of the node's tail each, quadratic in a large import
 	// (minutes for 200,000 records; a second sorted).
-	var partyKeys, minKeys []indexKey
+	var partyKeys, minKeys, sealMinKeys []indexKey
 	var purge *purgeBatch
 	for _, r := range reqs {
 		if r.purge != nil {
 			purge = r.purge
+			continue
+		}
+		if r.seal != nil {
+			// Sealing moves records between blocks but changes no count:
+			// its minute entries leave the interval memo as it is.
+			d, err := r.seal.apply(tx, &partyKeys, &sealMinKeys)
+			if err != nil {
+				return err
+			}
+			nBlocks += d
 			continue
 		}
 		if r.stamp {
@@ -321,6 +332,11 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 			if r.ts < 0 {
 				return fmt.Errorf("clock before 1970: %d", r.ts)
 			}
+			if len(r.blocks) > 0 {
+				db.lastStore.Store(time.Now().UnixNano())
+			}
+		} else if len(r.blocks) > 0 {
+			db.noteImport(r.blocks[0].ts) // blocks are in ts order
 		}
 		for _, b := range r.blocks {
 			ts := b.ts
@@ -384,7 +400,7 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 	for _, ix := range []struct {
 		b    *bolt.Bucket
 		keys []indexKey
-	}{{party, partyKeys}, {reqmin, minKeys}} {
+	}{{party, partyKeys}, {reqmin, minKeys}, {reqmin, sealMinKeys}} {
 		slices.SortFunc(ix.keys, func(a, b indexKey) int { return bytes.Compare(a[:], b[:]) })
 		for i := range ix.keys {
 			if err := ix.b.Put(ix.keys[i][:], empty); err != nil {

@@ -1,0 +1,617 @@
+package storage
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	kflate "github.com/klauspost/compress/flate"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/opmond/opmond/schema"
+)
+
+// A sealed block (block version 2) holds its records in their answer form:
+// the JSON objects of a getSecurityServerOperationalData answer with all
+// fields, comma-separated, as a raw deflate stream that ends on a byte
+// boundary (a sync flush) and is not final. A privileged answer is made of
+// whole seconds, so of whole blocks, and its gzip payload is the
+// concatenation of the blocks' streams between a gzip header and a trailer
+// whose CRC-32 is combined from the blocks' (answer.go): no JSON encoding
+// and no compression per query, and the streams are made once, at a far
+// better compression level than a query could afford.
+//
+//	header: version byte (blockVersionSealed)
+//	        uvarint record count, uvarint length of the JSON, the party
+//	        hashes and minute keys as in version 1
+//	        CRC-32 (IEEE) of the JSON, 4 bytes big-endian
+//	body:   the deflate stream
+//
+// Blocks are written in version 1 (the store path must stay cheap) and
+// sealed later, off the store's critical path, by the sealer (below),
+// which also merges the small blocks of one second: the longer a deflate
+// stream, the better it compresses, and the fewer block values, the less
+// bbolt's page rounding costs.
+const blockVersionSealed = 2
+
+// sealLevel is the deflate level of sealed blocks: the payload of an answer
+// is made once and sent many times, over real networks.
+const sealLevel = flate.BestCompression
+
+var sealWriterPool = sync.Pool{New: func() any {
+	w, err := flate.NewWriter(io.Discard, sealLevel)
+	if err != nil {
+		panic(err) // only a bad level fails
+	}
+	return w
+}}
+
+// sealBuf holds the scratch of encodeSealed.
+type sealBuf struct {
+	json    []byte
+	ends    []int
+	out     bytes.Buffer
+	parties []uint64
+	minutes []uint64
+}
+
+// encodeSealed encodes recs, all of monitoringDataTs ts, as a sealed block.
+// ok is false when a record would not read back identical from its JSON
+// (a string with invalid UTF-8, say): such records stay in version 1.
+func (sb *sealBuf) encodeSealed(recs []schema.Record, ts int64) (val []byte, ok bool, err error) {
+	js, ends := sb.json[:0], sb.ends[:0]
+	for i := range recs {
+		r := recs[i]
+		r.SetInt(schema.FMonitoringDataTs, ts)
+		if i > 0 {
+			js = append(js, ',')
+		}
+		js = schema.AppendRecordJSON(js, &r, schema.AllFields)
+		ends = append(ends, len(js))
+	}
+	sb.json, sb.ends = js, ends
+	start := 0
+	for i := range recs {
+		back, err := schema.DecodeRecord(js[start:ends[i]], schema.DecodeOptions{})
+		if err != nil || !sameRecord(&back, &recs[i]) {
+			return nil, false, nil
+		}
+		start = ends[i] + 1
+	}
+	parties, minutes := blockKeys(recs, sb.parties[:0], sb.minutes[:0])
+	sb.parties, sb.minutes = parties, minutes
+	sb.out.Reset()
+	hdr := appendHeaderKeys([]byte{blockVersionSealed}, len(recs), len(js), parties, minutes)
+	hdr = binary.BigEndian.AppendUint32(hdr, crc32.ChecksumIEEE(js))
+	sb.out.Write(hdr)
+	w := sealWriterPool.Get().(*flate.Writer)
+	defer sealWriterPool.Put(w)
+	w.Reset(&sb.out)
+	if _, err := w.Write(js); err != nil {
+		return nil, false, err
+	}
+	if err := w.Flush(); err != nil {
+		return nil, false, err
+	}
+	return slices.Clone(sb.out.Bytes()), true, nil
+}
+
+// sameRecord reports whether a record read back from JSON equals the
+// stored one (which lacks monitoringDataTs, the block key's).
+func sameRecord(back, r *schema.Record) bool {
+	has := r.Has.Without(schema.FMonitoringDataTs)
+	if back.Has != has {
+		return false
+	}
+	for f := schema.Field(1); f < schema.NumFields; f++ {
+		if !has.Has(f) {
+			continue
+		}
+		slot := fieldSlot[f]
+		if fieldKind[f] == schema.KindString {
+			if back.Strs[slot] != r.Strs[slot] {
+				return false
+			}
+		} else if back.Ints[slot] != r.Ints[slot] {
+			return false
+		}
+	}
+	return true
+}
+
+var inflaterPool sync.Pool
+
+// sealedJSON inflates the JSON of sealed block h into dst's storage and
+// checks its length and CRC.
+func sealedJSON(dst []byte, h *blockHeader) ([]byte, error) {
+	if cap(dst) < h.bodyLen {
+		dst = make([]byte, 0, h.bodyLen)
+	}
+	dst = dst[:h.bodyLen]
+	src := bytes.NewReader(h.zbody)
+	r, _ := inflaterPool.Get().(io.ReadCloser)
+	if r == nil {
+		r = kflate.NewReader(src)
+	} else if err := r.(kflate.Resetter).Reset(src, nil); err != nil {
+		return dst[:0], err
+	}
+	defer inflaterPool.Put(r)
+	// The stream is not final: reading stops at the JSON's length.
+	if _, err := io.ReadFull(r, dst); err != nil {
+		return dst[:0], fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	if crc32.ChecksumIEEE(dst) != h.crc {
+		return dst[:0], fmt.Errorf("%w: JSON checksum", errCorrupt)
+	}
+	return dst, nil
+}
+
+// sealedRecords decodes the records of sealed block h (h.count of them)
+// into recs, with FMonitoringDataTs absent as from decodeBody.
+func sealedRecords(h *blockHeader, recs []schema.Record) error {
+	bp := bodyBufPool.Get().(*[]byte)
+	defer bodyBufPool.Put(bp)
+	js, err := sealedJSON(*bp, h)
+	*bp = js[:0]
+	if err != nil {
+		return err
+	}
+	i, p := 0, 0
+	for p < len(js) {
+		end, ok := objectEnd(js, p)
+		if !ok || i >= len(recs) {
+			return fmt.Errorf("%w: sealed JSON", errCorrupt)
+		}
+		r, err := schema.DecodeRecord(js[p:end], schema.DecodeOptions{})
+		if err != nil {
+			return fmt.Errorf("%w: sealed record: %v", errCorrupt, err)
+		}
+		recs[i] = r
+		i++
+		p = end
+		if p < len(js) {
+			if js[p] != ',' {
+				return fmt.Errorf("%w: sealed JSON", errCorrupt)
+			}
+			p++
+		}
+	}
+	if i != len(recs) {
+		return fmt.Errorf("%w: sealed record count", errCorrupt)
+	}
+	return nil
+}
+
+// objectEnd returns the end of the flat JSON object at js[p] (records have
+// no nested values).
+func objectEnd(js []byte, p int) (int, bool) {
+	if p >= len(js) || js[p] != '{' {
+		return 0, false
+	}
+	for i := p + 1; i < len(js); i++ {
+		switch js[i] {
+		case '}':
+			return i + 1, true
+		case '"':
+			for i++; i < len(js) && js[i] != '"'; i++ {
+				if js[i] == '\\' {
+					i++
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// sealedColumns decodes sealed block h and returns its records as a
+// version 1 body in dst's storage, for the readers that need records
+// rather than the answer form.
+func sealedColumns(dst []byte, h *blockHeader) ([]byte, error) {
+	recs := make([]schema.Record, h.count)
+	if err := sealedRecords(h, recs); err != nil {
+		return dst, err
+	}
+	return appendColumns(dst[:0], recs), nil
+}
+
+// The sealer.
+const (
+	// sealAfter is how old a second must be before its blocks are sealed:
+	// Store writes only the clock's current second.
+	sealAfter = 2 // seconds
+	// sealMinRecords is the fewest records sealed together: a second with
+	// fewer stays in version 1 and is compressed with its neighbours at
+	// query time, which compresses a few records far better than a deflate
+	// stream of their own.
+	sealMinRecords = 64
+	// sealIdle is how often the sealer looks for work when it has none.
+	sealIdle = time.Second
+	// sealRoundRecords bounds the records of one sealing round (memory, and
+	// the size of its commit).
+	sealRoundRecords = 4 * maxBlockRecords
+	// sealBusyPause is the sealer's pause, as a multiple of the time its
+	// round took, while Store commits keep coming: sealing then takes at
+	// most a fifth of a core from them. With no store traffic it pauses as
+	// long as it worked.
+	sealBusyPause = 4
+)
+
+// sealOp replaces runs of version 1 blocks of one second by sealed blocks,
+// in the committer's transaction.
+type sealOp struct {
+	runs []sealRun
+}
+
+// sealRun is consecutive version 1 blocks (keys, with their values'
+// lengths to recognise them) and the sealed block that replaces them, put
+// at the first block's key so that the order within the second holds.
+type sealRun struct {
+	keys  []blockKey
+	lens  []int
+	heads []blockHeader // valid in the reading transaction only
+	count int
+	val   []byte
+}
+
+// sealer seals the blocks of past seconds, oldest first, until Close. A
+// failed round is reported to Options.OnSealError and retried later.
+func (db *DB) sealer(ctx context.Context, onErr func(error)) {
+	defer close(db.sealerDone)
+	var pos blockKey // where the next round starts
+	sb := new(sealBuf)
+	for {
+		start := time.Now()
+		next, did, err := db.sealRound(ctx, sb, &pos)
+		if err != nil && ctx.Err() == nil && onErr != nil {
+			onErr(err)
+		}
+		pause := sealIdle
+		switch {
+		case did:
+			pause = time.Since(start)
+			if time.Since(time.Unix(0, db.lastStore.Load())) < time.Second {
+				pause *= sealBusyPause
+			}
+		case err == nil && next != pos:
+			pause = 0
+		}
+		if err == nil {
+			pos = next
+		}
+		if pause == 0 {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+	}
+}
+
+// SealPending seals every block that can be sealed now and returns the
+// number of sealed blocks written (tests and benchmarks: the daemon's
+// sealer does this in the background).
+func (db *DB) SealPending(ctx context.Context) (int, error) {
+	if err := db.begin(); err != nil {
+		return 0, err
+	}
+	defer db.end()
+	var pos blockKey
+	sb := new(sealBuf)
+	n := 0
+	for {
+		next, did, err := db.sealRound(ctx, sb, &pos)
+		if err != nil {
+			return n, err
+		}
+		if did {
+			n++
+		}
+		if next == pos {
+			return n, nil
+		}
+		pos = next
+	}
+}
+
+// sealRound seals up to sealRoundRecords records of the blocks from *pos
+// on. It returns where the next round starts and whether it wrote
+// anything. An Import of older seconds since the last round moves *pos
+// back first.
+func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (blockKey, bool, error) {
+	if from := db.sealFrom.Swap(-1); from >= 0 && from < keyTs(pos[:]) {
+		*pos = makeBlockKey(from, 0)
+	}
+	db.pidx.mu.Lock()
+	latest := db.pidx.ts // the second Store writes to may still grow
+	db.pidx.mu.Unlock()
+	limit := db.now().Unix() - sealAfter
+	if latest > 0 {
+		limit = min(limit, latest-1)
+	}
+	op := &sealOp{}
+	var run sealRun
+	var sealTs int64 = -1
+	next := *pos
+	endRun := func() error {
+		r := run
+		run = sealRun{}
+		if r.count < sealMinRecords {
+			return nil
+		}
+		recs := make([]schema.Record, 0, r.count)
+		for i := range r.heads {
+			body, err := decompress(&r.heads[i])
+			if err != nil {
+				return fmt.Errorf("block %x: %w", r.keys[i], err)
+			}
+			n := len(recs)
+			recs = recs[:n+r.heads[i].count]
+			if err := decodeBody(body, recs[n:]); err != nil {
+				return fmt.Errorf("block %x: %w", r.keys[i], err)
+			}
+		}
+		val, ok, err := sb.encodeSealed(recs, sealTs)
+		if err != nil || !ok {
+			return err
+		}
+		r.val, r.heads = val, nil
+		op.runs = append(op.runs, r)
+		return nil
+	}
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		defer releaseMapped(db.bolt, tx)
+		c := tx.Bucket(bucketBlocks).Cursor()
+		total := 0
+		for k, v := c.Seek(pos[:]); k != nil; k, v = c.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			ts := keyTs(k)
+			if ts > limit {
+				break
+			}
+			if ts != sealTs {
+				// A run never spans two seconds; a round ends at a
+				// second's end once it has enough work.
+				if err := endRun(); err != nil {
+					return err
+				}
+				if total >= sealRoundRecords/2 {
+					break
+				}
+			}
+			sealTs = ts
+			h, err := parseHeader(v)
+			if err != nil {
+				return fmt.Errorf("block %x: %w", k, err)
+			}
+			if h.sealed || run.count+h.count > maxBlockRecords {
+				if err := endRun(); err != nil {
+					return err
+				}
+			}
+			if total >= sealRoundRecords {
+				break
+			}
+			next = makeBlockKey(ts, binary.BigEndian.Uint64(k[8:])+1)
+			if h.sealed {
+				continue
+			}
+			run.keys = append(run.keys, blockKey(k))
+			run.lens = append(run.lens, len(v))
+			run.heads = append(run.heads, h)
+			run.count += h.count
+			total += h.count
+		}
+		return endRun()
+	})
+	if err != nil || len(op.runs) == 0 {
+		return next, false, err
+	}
+	// In-flight queries finish first and new ones wait for the commit; a
+	// query is never kept waiting for an earlier one (TryLock fails while
+	// one is in flight).
+	for !db.sealMu.TryLock() {
+		select {
+		case <-ctx.Done():
+			return *pos, false, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	defer db.sealMu.Unlock()
+	if err := db.write(ctx, &writeReq{seal: op}); err != nil {
+		return *pos, false, err
+	}
+	return next, true, nil
+}
+
+// apply replaces the op's runs whose blocks are all still there unchanged
+// (a purge may have removed some meanwhile), with their index entries.
+func (op *sealOp) apply(tx *bolt.Tx, partyKeys, minKeys *[]indexKey) (blocksDelta int64, err error) {
+	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
+	var ik indexKey
+	del := func(b *bolt.Bucket) func(uint64) error {
+		return func(p uint64) error {
+			binary.BigEndian.PutUint64(ik[:8], p)
+			return b.Delete(ik[:])
+		}
+	}
+	var followers []blockKey // the last replaced key of each run
+runs:
+	for _, run := range op.runs {
+		for i, k := range run.keys {
+			v := blocks.Get(k[:])
+			if len(v) != run.lens[i] || v[0] != blockVersion {
+				continue runs
+			}
+		}
+		for _, k := range run.keys {
+			h, err := parseHeader(blocks.Get(k[:]))
+			if err != nil {
+				return 0, err
+			}
+			copy(ik[8:], k[:])
+			if err := h.eachParty(del(party)); err != nil {
+				return 0, err
+			}
+			if err := h.eachMinute(del(reqmin)); err != nil {
+				return 0, err
+			}
+			if err := blocks.Delete(k[:]); err != nil {
+				return 0, err
+			}
+		}
+		key := run.keys[0]
+		if err := blocks.Put(key[:], run.val); err != nil {
+			return 0, err
+		}
+		h, err := parseHeader(run.val)
+		if err != nil {
+			return 0, err
+		}
+		add := func(keys *[]indexKey) func(uint64) error {
+			return func(p uint64) error {
+				var e indexKey
+				binary.BigEndian.PutUint64(e[:8], p)
+				copy(e[8:], key[:])
+				*keys = append(*keys, e)
+				return nil
+			}
+		}
+		// Every party of a sealed block has its own entry: its sequence
+		// number no longer says how many blocks of the second come before.
+		if err := h.eachParty(add(partyKeys)); err != nil {
+			return 0, err
+		}
+		if err := h.eachMinute(add(minKeys)); err != nil {
+			return 0, err
+		}
+		blocksDelta += 1 - int64(len(run.keys))
+		followers = append(followers, run.keys[len(run.keys)-1])
+	}
+	// A version 1 block after a run may have been found through the index
+	// entry of a block the run replaced (partyWindow): the version 1 blocks
+	// of the second within partyWindow after a run get entries of their own.
+	c := blocks.Cursor()
+	for _, last := range followers {
+		ts, seq := keyTs(last[:]), binary.BigEndian.Uint64(last[8:])
+		from := makeBlockKey(ts, seq+1)
+		for k, v := c.Seek(from[:]); k != nil && keyTs(k) == ts && binary.BigEndian.Uint64(k[8:]) < seq+partyWindow; k, v = c.Next() {
+			if v[0] != blockVersion {
+				continue
+			}
+			h, err := parseHeader(v)
+			if err != nil {
+				return 0, err
+			}
+			var key blockKey
+			copy(key[:], k)
+			if err := h.eachParty(func(p uint64) error {
+				var e indexKey
+				binary.BigEndian.PutUint64(e[:8], p)
+				copy(e[8:], key[:])
+				*partyKeys = append(*partyKeys, e)
+				return nil
+			}); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return blocksDelta, nil
+}
+
+// noteImport tells the sealer that an Import wrote blocks from second ts on.
+func (db *DB) noteImport(ts int64) {
+	for {
+		old := db.sealFrom.Load()
+		if old >= 0 && old <= ts || db.sealFrom.CompareAndSwap(old, ts) {
+			return
+		}
+	}
+}
+
+// matchSealed appends the matching records of sealed block b, with deflate
+// stream z, to mw.out. Only the records whose JSON holds the filter's
+// member code in a role it can match in are decoded and checked: the JSON
+// is searched for it, which is far cheaper than splitting every record.
+func (mw *matchWorker) matchSealed(b *fetched, z []byte, f filter) error {
+	js, err := sealedJSON(mw.body, &blockHeader{count: b.count, bodyLen: b.bodyLen, zbody: z, sealed: true, crc: b.crc})
+	mw.body = js[:0]
+	if err != nil {
+		return err
+	}
+	var needles [2][]byte
+	nn := 0
+	if f.prov != nil {
+		needles[0] = memberNeedle(schema.FServiceMemberCode, f.prov.MemberCode)
+		nn = 1
+	} else {
+		needles[0] = memberNeedle(schema.FClientMemberCode, f.assoc.MemberCode)
+		needles[1] = memberNeedle(schema.FServiceMemberCode, f.assoc.MemberCode)
+		nn = 2
+	}
+	starts := mw.idx[:0]
+	for _, nd := range needles[:nn] {
+		for off := 0; ; {
+			i := bytes.Index(js[off:], nd)
+			if i < 0 {
+				break
+			}
+			hit := off + i
+			start := 0
+			if i := bytes.LastIndex(js[:hit], recordSep); i >= 0 {
+				start = i + 2
+			}
+			starts = append(starts, int32(start))
+			end := bytes.Index(js[hit:], recordSep)
+			if end < 0 {
+				break
+			}
+			off = hit + end + 1
+		}
+	}
+	slices.Sort(starts)
+	starts = slices.Compact(starts)
+	mw.idx = starts[:0]
+	for _, st := range starts {
+		end := bytes.Index(js[st:], recordSep)
+		if end < 0 {
+			end = len(js)
+		} else {
+			end += int(st) + 1
+		}
+		r, err := schema.DecodeRecord(js[st:end], schema.DecodeOptions{})
+		if err != nil {
+			return fmt.Errorf("%w: sealed record: %v", errCorrupt, err)
+		}
+		if f.match(&r) {
+			mw.out = append(mw.out, r)
+		}
+	}
+	return nil
+}
+
+// recordSep is where one record's JSON ends and the next begins. It
+// cannot occur inside a string (a quote there is escaped) and every record
+// starts with a key, so it finds record boundaries without a parse.
+var recordSep = []byte(`},{"`)
+
+// memberNeedle is the JSON of a member code field, as AppendRecordJSON
+// writes it.
+func memberNeedle(f schema.Field, code string) []byte {
+	b := append([]byte{'"'}, f.Name()...)
+	b = append(b, '"', ':')
+	return schema.AppendJSONString(b, code)
+}

@@ -1,0 +1,191 @@
+package storage
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/schema/schematest"
+)
+
+func TestCRC32Combine(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 2, 3, 7, 8, 100, 4096, 100_003} {
+		a, b := make([]byte, rng.IntN(300)), make([]byte, n)
+		for i := range a {
+			a[i] = byte(rng.Uint32())
+		}
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		want := crc32.ChecksumIEEE(append(bytes.Clone(a), b...))
+		if got := crc32Combine(crc32.ChecksumIEEE(a), crc32.ChecksumIEEE(b), int64(n)); got != want {
+			t.Errorf("len %d+%d: %08x, want %08x", len(a), n, got, want)
+		}
+	}
+}
+
+// blockVersions counts the blocks of each version.
+func blockVersions(t *testing.T, db *DB) (v1, v2 int) {
+	t.Helper()
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBlocks).ForEach(func(_, v []byte) error {
+			if v[0] == blockVersionSealed {
+				v2++
+			} else {
+				v1++
+			}
+			return nil
+		})
+	})
+	return v1, v2
+}
+
+// answerJSON is what QueryAnswer must hold: the JSON of Query's records.
+func answerJSON(t *testing.T, db *DB, q Query) ([]byte, QueryResult) {
+	t.Helper()
+	out := []byte(`{"records":[`)
+	first := true
+	res, err := db.Query(context.Background(), q, func(r *schema.Record) error {
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = schema.AppendRecordJSON(out, r, schema.AllFields)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(out, "]}"...), res
+}
+
+func checkAnswers(t *testing.T, db *DB, qs []Query) {
+	t.Helper()
+	for _, q := range qs {
+		want, wantRes := answerJSON(t, db, q)
+		gz, res, err := db.QueryAnswer(context.Background(), q, `{"records":[`, "]}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr.Multistream(false)
+		got, err := io.ReadAll(zr) // checks the CRC-32 and the length
+		if err != nil {
+			t.Fatalf("query %+v: %v", q, err)
+		}
+		if res != wantRes || !bytes.Equal(got, want) {
+			t.Fatalf("query %+v: answer %+v (%d bytes), want %+v (%d bytes)", q, res, len(got), wantRes, len(want))
+		}
+	}
+}
+
+// TestSeal: sealing keeps every query's answer, the indexes and the
+// counters as they were, and the answer form is the JSON of the records.
+func TestSeal(t *testing.T) {
+	clk := &testClock{}
+	db := openTestDB(t, clk)
+	rng := rand.New(rand.NewPCG(5, 11))
+	gen := schematest.Records(9000, 21, 1_700_000_000_000)
+	all, ts := storeRandomly(t, db, clk, rng, gen[:5000], 500, 1, 150) // dense seconds
+	more, last := storeRandomly(t, db, clk, rng, gen[5000:], ts+1, 3, 40)
+	all = append(all, more...)
+	d := schematest.NewDataset()
+	parties := []schema.ClientID{d.Clients[0], d.Clients[7], d.Clients[29], d.Providers()[0], d.Providers()[5]}
+	qs := []Query{{From: 0, To: last, Max: 10000}, {From: 0, To: last, Max: 1}, {From: 0, To: last, Max: 2500},
+		{From: 501, To: last, Max: 300}, {From: last - 4, To: last, Max: 10000}}
+	checkAnswers(t, db, qs)
+	before, err := db.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	clk.Set(last + 10)
+	n, err := db.SealPending(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, v2 := blockVersions(t, db)
+	if n == 0 || v2 == 0 || v1 == 0 {
+		t.Fatalf("sealed %d rounds: %d blocks left in version 1, %d sealed; want some of both (second %d stays open)", n, v1, v2, last)
+	}
+	after, err := db.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Records != before.Records || after.Blocks >= before.Blocks {
+		t.Errorf("stats %+v after sealing, %+v before", after, before)
+	}
+	if again, err := db.SealPending(context.Background()); err != nil || again != 0 {
+		t.Errorf("second SealPending: %d, %v", again, err)
+	}
+	_ = db.bolt.View(func(tx *bolt.Tx) error { checkIndexes(t, tx); return nil })
+	checkFiltered(t, db, all, parties, []int{1, 60, 100000}, []int64{0, 500, 501, last - 5}, last)
+	checkAnswers(t, db, qs)
+	for i := range 50 {
+		from := 500 + int64(rng.IntN(int(last-500+1)))
+		q := Query{From: from, To: from + int64(rng.IntN(30)), Max: 1 + rng.IntN(3000)}
+		if i%2 == 0 {
+			q.Associated = &parties[rng.IntN(len(parties))]
+		}
+		want, wantRes := refRecords(all, q)
+		var got []schema.Record
+		res, err := db.Query(context.Background(), q, func(r *schema.Record) error {
+			got = append(got, *r)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res != wantRes || !reflect.DeepEqual(got, want) {
+			t.Fatalf("query %+v: %+v (%d records), want %+v (%d)", q, res, len(got), wantRes, len(want))
+		}
+	}
+
+	// A purge of everything leaves no index entry behind.
+	clk.Set(last + 1000)
+	if _, _, err := db.Purge(context.Background(), last+1); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{bucketBlocks, bucketParty, bucketReqMin} {
+		if n := bucketLen(t, db, b); n != 0 {
+			t.Errorf("%s: %d keys after purging all", b, n)
+		}
+	}
+}
+
+// TestSealKeepsOddRecords: a record whose JSON would not read back the same
+// (invalid UTF-8) keeps its block in version 1; the others of its second
+// are sealed in their own runs only if they are many.
+func TestSealKeepsOddRecords(t *testing.T) {
+	clk := &testClock{t: 100}
+	db := openTestDB(t, clk)
+	recs := schematest.Records(300, 3, 1_700_000_000_000)
+	recs[150].SetStr(schema.FServiceCode, "bad\xffutf8")
+	store(t, db, recs[:100]...)
+	store(t, db, recs[100:200]...)
+	store(t, db, recs[200:]...)
+	clk.Set(200)
+	if _, err := db.SealPending(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v1, v2 := blockVersions(t, db)
+	if v1 != 3 || v2 != 0 {
+		t.Errorf("%d blocks in version 1, %d sealed; want the three blocks of one run kept", v1, v2)
+	}
+	ids, _, _ := queryIDs(t, db, Query{From: 0, To: 200, Max: 1000})
+	if len(ids) != 300 {
+		t.Errorf("%d records, want 300", len(ids))
+	}
+}
