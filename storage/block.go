@@ -211,6 +211,8 @@ type blockHeader struct {
 	zbody   []byte // the zstd frame, or for a sealed block its deflate stream
 	sealed  bool   // block version 2 (seal.go); bodyLen is then its JSON's
 	crc     uint32 // sealed: CRC-32 (IEEE) of the JSON
+	tagW    int    // sealed: bytes per tag
+	tags    []byte // sealed: 2 tags per record (seal.go)
 }
 
 func parseHeader(v []byte) (blockHeader, error) {
@@ -256,6 +258,17 @@ func parseHeader(v []byte) (blockHeader, error) {
 		}
 		h.crc = binary.BigEndian.Uint32(v[p:])
 		p += 4
+		if p >= len(v) || v[p] != 1 && v[p] != 2 {
+			return h, errCorrupt
+		}
+		h.tagW = int(v[p])
+		p++
+		if n := 2 * h.tagW * h.count; n > len(v)-p {
+			return h, errCorrupt
+		} else {
+			h.tags = v[p : p+n]
+			p += n
+		}
 	}
 	h.zbody = v[p:]
 	return h, nil

@@ -76,7 +76,8 @@ type fetched struct {
 	body     string
 	bodyLen  int
 	zlo, zhi int
-	sealed   bool   // zbuf holds a sealed block's deflate stream
+	sealed   bool // zbuf[zlo:zhi] holds a sealed block's value, its stream from slo
+	slo      int
 	crc      uint32 // sealed: the CRC-32 of its JSON
 	w        int
 	lo, hi   int
@@ -168,7 +169,7 @@ func (st *queryState) matchRound(ctx context.Context, f filter) {
 // usually dropped.
 func (mw *matchWorker) match(b *fetched, z []byte, f filter) error {
 	if b.sealed {
-		return mw.matchSealed(b, z, f)
+		return mw.matchSealed(z, f)
 	}
 	var err error
 	mw.body, err = decompressInto(mw.body, &blockHeader{count: b.count, bodyLen: b.bodyLen, zbody: z, sealed: b.sealed, crc: b.crc})
@@ -269,7 +270,7 @@ func (db *DB) query(ctx context.Context, q Query, visit func(*schema.Record) err
 					continue
 				}
 				if b.sealed {
-					if err := splice(st.zbuf[b.zlo:b.zhi], b.crc, b.bodyLen); err != nil {
+					if err := splice(st.zbuf[b.slo:b.zhi], b.crc, b.bodyLen); err != nil {
 						return res, err
 					}
 					res.Count += b.count
@@ -381,10 +382,19 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 			}
 			recs += h.count
 			size += h.bodyLen
-			if raw || h.sealed && st.splice {
+			if h.sealed && (raw || st.splice) {
+				// The whole value: a filter reads its tags (matchSealed),
+				// QueryAnswer its stream, from slo on.
+				zlo := len(zbuf)
+				zbuf = append(zbuf, v...)
+				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf),
+					slo: len(zbuf) - len(h.zbody), sealed: true, crc: h.crc})
+				continue
+			}
+			if raw {
 				zlo := len(zbuf)
 				zbuf = append(zbuf, h.zbody...)
-				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf), sealed: h.sealed, crc: h.crc})
+				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf)})
 				continue
 			}
 			body, err := decompress(&h)

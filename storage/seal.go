@@ -32,7 +32,13 @@ import (
 //	        uvarint record count, uvarint length of the JSON, the party
 //	        hashes and minute keys as in version 1
 //	        CRC-32 (IEEE) of the JSON, 4 bytes big-endian
+//	        tag width w (1 or 2), then per record its client's and its
+//	        provider's position in the party hashes plus one (0: none),
+//	        w bytes each, big-endian
 //	body:   the deflate stream
+//
+// The tags let a filtered query find the records that may match without
+// parsing any JSON (matchSealed).
 //
 // Blocks are written in version 1 (the store path must stay cheap) and
 // sealed later, off the store's critical path, by the sealer (below),
@@ -90,6 +96,7 @@ func (sb *sealBuf) encodeSealed(recs []schema.Record, ts int64) (val []byte, ok 
 	sb.out.Reset()
 	hdr := appendHeaderKeys([]byte{blockVersionSealed}, len(recs), len(js), parties, minutes)
 	hdr = binary.BigEndian.AppendUint32(hdr, crc32.ChecksumIEEE(js))
+	hdr = appendTags(hdr, recs, parties)
 	sb.out.Write(hdr)
 	w := sealWriterPool.Get().(*flate.Writer)
 	defer sealWriterPool.Put(w)
@@ -101,6 +108,59 @@ func (sb *sealBuf) encodeSealed(recs []schema.Record, ts int64) (val []byte, ok 
 		return nil, false, err
 	}
 	return slices.Clone(sb.out.Bytes()), true, nil
+}
+
+// appendTags appends the tag width and the records' party tags.
+func appendTags(b []byte, recs []schema.Record, parties []uint64) []byte {
+	w := 1
+	if len(parties) >= 255 {
+		w = 2
+	}
+	b = append(b, byte(w))
+	tag := func(h uint64, ok bool) {
+		t := 0
+		if ok {
+			i, _ := slices.BinarySearch(parties, h)
+			t = i + 1
+		}
+		if w == 2 {
+			b = append(b, byte(t>>8))
+		}
+		b = append(b, byte(t))
+	}
+	for i := range recs {
+		tag(recordPartyHash(&recs[i], roleClient, schema.FClientXRoadInstance))
+		tag(recordPartyHash(&recs[i], roleProvider, schema.FServiceXRoadInstance))
+	}
+	return b
+}
+
+// tagOf returns the tag of party hash ph in a header: its position plus
+// one, or 0 (no record has it).
+func (h *blockHeader) tagOf(ph uint64) int {
+	n := len(h.parties) / 8
+	lo, hi := 0, n
+	for lo < hi {
+		m := (lo + hi) / 2
+		if binary.BigEndian.Uint64(h.parties[8*m:]) < ph {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < n && binary.BigEndian.Uint64(h.parties[8*lo:]) == ph {
+		return lo + 1
+	}
+	return 0
+}
+
+// recordTags returns the client and provider tags of record i.
+func (h *blockHeader) recordTags(i int) (client, provider int) {
+	if h.tagW == 2 {
+		t := h.tags[4*i:]
+		return int(t[0])<<8 | int(t[1]), int(t[2])<<8 | int(t[3])
+	}
+	return int(h.tags[2*i]), int(h.tags[2*i+1])
 }
 
 // sameRecord reports whether a record read back from JSON equals the
@@ -542,63 +602,60 @@ func (db *DB) noteImport(ts int64) {
 	}
 }
 
-// matchSealed appends the matching records of sealed block b, with deflate
-// stream z, to mw.out. Only the records whose JSON holds the filter's
-// member code in a role it can match in are decoded and checked: the JSON
-// is searched for it, which is far cheaper than splitting every record.
-func (mw *matchWorker) matchSealed(b *fetched, z []byte, f filter) error {
-	js, err := sealedJSON(mw.body, &blockHeader{count: b.count, bodyLen: b.bodyLen, zbody: z, sealed: true, crc: b.crc})
+// matchSealed appends the matching records of sealed block value v to
+// mw.out. The header's tags say which records may match; only those are
+// parsed and checked, found by their separators in the inflated JSON.
+func (mw *matchWorker) matchSealed(v []byte, f filter) error {
+	h, err := parseHeader(v)
+	if err != nil {
+		return err
+	}
+	var wantC, wantP int
+	if f.assoc != nil {
+		wantC, wantP = h.tagOf(partyHash(roleClient, *f.assoc)), h.tagOf(partyHash(roleProvider, *f.assoc))
+	}
+	if f.prov != nil {
+		wantP = h.tagOf(partyHash(roleProvider, *f.prov))
+	}
+	cand := func(i int) bool {
+		c, p := h.recordTags(i)
+		if f.prov != nil && p != wantP {
+			return false
+		}
+		return f.assoc == nil || c == wantC && wantC > 0 || p == wantP && wantP > 0
+	}
+	last := -1
+	for i := range h.count {
+		if cand(i) {
+			last = i
+		}
+	}
+	if last < 0 {
+		return nil
+	}
+	js, err := sealedJSON(mw.body, &h)
 	mw.body = js[:0]
 	if err != nil {
 		return err
 	}
-	var needles [2][]byte
-	nn := 0
-	if f.prov != nil {
-		needles[0] = memberNeedle(schema.FServiceMemberCode, f.prov.MemberCode)
-		nn = 1
-	} else {
-		needles[0] = memberNeedle(schema.FClientMemberCode, f.assoc.MemberCode)
-		needles[1] = memberNeedle(schema.FServiceMemberCode, f.assoc.MemberCode)
-		nn = 2
-	}
-	starts := mw.idx[:0]
-	for _, nd := range needles[:nn] {
-		for off := 0; ; {
-			i := bytes.Index(js[off:], nd)
-			if i < 0 {
-				break
+	p := 0
+	for i := 0; i <= last; i++ {
+		end := len(js)
+		if e := bytes.Index(js[p:], recordSep); e >= 0 {
+			end = p + e + 1
+		} else if i != h.count-1 {
+			return fmt.Errorf("%w: sealed record count", errCorrupt)
+		}
+		if cand(i) {
+			r, err := schema.DecodeRecord(js[p:end], schema.DecodeOptions{})
+			if err != nil {
+				return fmt.Errorf("%w: sealed record: %v", errCorrupt, err)
 			}
-			hit := off + i
-			start := 0
-			if i := bytes.LastIndex(js[:hit], recordSep); i >= 0 {
-				start = i + 2
+			if f.match(&r) {
+				mw.out = append(mw.out, r)
 			}
-			starts = append(starts, int32(start))
-			end := bytes.Index(js[hit:], recordSep)
-			if end < 0 {
-				break
-			}
-			off = hit + end + 1
 		}
-	}
-	slices.Sort(starts)
-	starts = slices.Compact(starts)
-	mw.idx = starts[:0]
-	for _, st := range starts {
-		end := bytes.Index(js[st:], recordSep)
-		if end < 0 {
-			end = len(js)
-		} else {
-			end += int(st) + 1
-		}
-		r, err := schema.DecodeRecord(js[st:end], schema.DecodeOptions{})
-		if err != nil {
-			return fmt.Errorf("%w: sealed record: %v", errCorrupt, err)
-		}
-		if f.match(&r) {
-			mw.out = append(mw.out, r)
-		}
+		p = end + 1
 	}
 	return nil
 }
@@ -607,11 +664,3 @@ func (mw *matchWorker) matchSealed(b *fetched, z []byte, f filter) error {
 // cannot occur inside a string (a quote there is escaped) and every record
 // starts with a key, so it finds record boundaries without a parse.
 var recordSep = []byte(`},{"`)
-
-// memberNeedle is the JSON of a member code field, as AppendRecordJSON
-// writes it.
-func memberNeedle(f schema.Field, code string) []byte {
-	b := append([]byte{'"'}, f.Name()...)
-	b = append(b, '"', ':')
-	return schema.AppendJSONString(b, code)
-}
