@@ -67,6 +67,13 @@ func formatString() string { return fmt.Sprintf("%s %d", formatName, formatVersi
 // 8 GiB on 64-bit platforms, 1 GiB where address space is scarce.
 const initialMmapSize = 1 << (30 + 3*(^uint(0)>>63))
 
+// pageSize is the page size of new database files (bbolt keeps a file's
+// own). A block value larger than a page fills whole pages: a 100-record
+// block of about 9.3 KB takes 12 KB in 4 KB pages and 10 KB in 1 KB pages,
+// 9 bytes per record less on disk (BenchmarkDiskUsage: 107.6 -> 98.4 B per
+// record in use) at the same store rate.
+const pageSize = 1024
+
 // Options configures a DB.
 type Options struct {
 	Now func() time.Time // clock for monitoringDataTs and receivedAt; nil = time.Now
@@ -107,6 +114,7 @@ type DB struct {
 	sealMu     sync.RWMutex
 	sealFrom   atomic.Int64 // oldest second an Import wrote since the sealer looked, or -1
 	lastStore  atomic.Int64 // time of the last Store commit, Unix ns
+	reading    atomic.Int32 // queries in flight: the sealer waits for none
 	sealStop   context.CancelFunc
 	sealerDone chan struct{}
 
@@ -137,6 +145,7 @@ func Open(path string, opts Options) (*DB, error) {
 		Timeout:         time.Second,
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: initialMmapSize,
+		PageSize:        pageSize,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open database %s: database is locked (is another opmond running?)", path)

@@ -68,6 +68,8 @@ func (db *DB) Intervals(ctx context.Context, q IntervalQuery) ([]Interval, error
 	// in between.
 	db.sealMu.RLock()
 	defer db.sealMu.RUnlock()
+	db.reading.Add(1)
+	defer db.reading.Add(-1)
 	if db.memo.covers(q, first, last) {
 		err := db.memo.intervals(ctx, db, q, first, out)
 		if err != nil {

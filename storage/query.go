@@ -213,6 +213,8 @@ func (db *DB) query(ctx context.Context, q Query, visit func(*schema.Record) err
 	// transactions must not see it happen.
 	db.sealMu.RLock()
 	defer db.sealMu.RUnlock()
+	db.reading.Add(1)
+	defer db.reading.Add(-1)
 	if q.Max < 1 {
 		return res, fmt.Errorf("query: max %d < 1", q.Max)
 	}

@@ -295,7 +295,10 @@ const (
 	sealIdle = time.Second
 	// sealRoundRecords bounds the records of one sealing round (memory, and
 	// the size of its commit).
-	sealRoundRecords = 4 * maxBlockRecords
+	sealRoundRecords = 2 * maxBlockRecords
+	// sealQueryPause is how long the sealer waits while queries run.
+	sealQueryPause = 20 * time.Millisecond
+	sealQueryWait  = 500 * time.Millisecond
 	// sealBusyPause is the sealer's pause, as a multiple of the time its
 	// round took, while Store commits keep coming: sealing then takes at
 	// most a fifth of a core from them. With no store traffic it pauses as
@@ -327,6 +330,16 @@ func (db *DB) sealer(ctx context.Context, onErr func(error)) {
 	var pos blockKey // where the next round starts
 	sb := new(sealBuf)
 	for {
+		// Queries come first, for their time and so that their memory
+		// and the sealer's do not add up; a steady stream of them delays
+		// sealing by at most sealQueryWait.
+		for i := 0; db.reading.Load() > 0 && i < int(sealQueryWait/sealQueryPause); i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(sealQueryPause):
+			}
+		}
 		start := time.Now()
 		next, did, err := db.sealRound(ctx, sb, &pos)
 		if err != nil && ctx.Err() == nil && onErr != nil {
@@ -480,10 +493,15 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (blockK
 	if err != nil || len(op.runs) == 0 {
 		return next, false, err
 	}
-	// In-flight queries finish first and new ones wait for the commit; a
-	// query is never kept waiting for an earlier one (TryLock fails while
-	// one is in flight).
-	for !db.sealMu.TryLock() {
+	// In-flight queries finish first and new ones wait for the commit.
+	// TryLock fails while a query is in flight, so that no new query waits
+	// for an earlier one; after sealQueryWait of that, Lock waits its turn
+	// (new queries then wait for the ones in flight and this commit).
+	for i := 0; !db.sealMu.TryLock(); i++ {
+		if i == int(sealQueryWait/(5*time.Millisecond)) {
+			db.sealMu.Lock()
+			break
+		}
 		select {
 		case <-ctx.Done():
 			return *pos, false, ctx.Err()

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -187,5 +188,65 @@ func TestSealKeepsOddRecords(t *testing.T) {
 	ids, _, _ := queryIDs(t, db, Query{From: 0, To: 200, Max: 1000})
 	if len(ids) != 300 {
 		t.Errorf("%d records, want 300", len(ids))
+	}
+}
+
+// TestSealerInBackground: the sealer of Options.Seal seals while queries
+// run, and every query sees every record exactly once throughout.
+func TestSealerInBackground(t *testing.T) {
+	clk := &testClock{}
+	path := t.TempDir() + "/opmon.db"
+	db, err := Open(path, Options{Now: clk.Now, Seal: true, OnSealError: func(err error) { t.Errorf("seal: %v", err) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+		checkFile(t, path)
+	}()
+	rng := rand.New(rand.NewPCG(9, 9))
+	all, last := storeRandomly(t, db, clk, rng, schematest.Records(6000, 5, 1_700_000_000_000), 100, 2, 120)
+	client := schematest.NewDataset().Clients[3]
+	queries := []Query{{From: 0, To: last, Max: 700}, {From: 0, To: last, Max: 400, Associated: &client}}
+	clk.Set(last + 60)
+	deadline := time.Now().Add(30 * time.Second)
+	lastV2, changed := 0, time.Now()
+	for {
+		for _, q := range queries {
+			want, _ := refRecords(all, Query{From: q.From, To: q.To, Max: len(all) + 1, Associated: q.Associated})
+			var got []schema.Record
+			for page := q; ; {
+				res, err := db.Query(context.Background(), page, func(r *schema.Record) error {
+					got = append(got, *r)
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !res.More {
+					break
+				}
+				page.From = res.Last + 1
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("paging %+v while sealing: %d records, want %d", q, len(got), len(want))
+			}
+		}
+		_, v2 := blockVersions(t, db)
+		if v2 > 0 && v2 == lastV2 && time.Since(changed) > 2*time.Second {
+			break
+		}
+		if v2 != lastV2 {
+			lastV2, changed = v2, time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sealing did not settle in 30 s (%d sealed blocks)", v2)
+		}
+	}
+	// The sealer left nothing to seal.
+	if n, err := db.SealPending(context.Background()); err != nil || n != 0 {
+		t.Errorf("SealPending after the sealer: %d rounds, %v", n, err)
 	}
 }
