@@ -406,13 +406,7 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (blockK
 	if from := db.sealFrom.Swap(-1); from >= 0 && from < keyTs(pos[:]) {
 		*pos = makeBlockKey(from, 0)
 	}
-	db.pidx.mu.Lock()
-	latest := db.pidx.ts // the second Store writes to may still grow
-	db.pidx.mu.Unlock()
 	limit := db.now().Unix() - sealAfter
-	if latest > 0 {
-		limit = min(limit, latest-1)
-	}
 	op := &sealOp{}
 	var run sealRun
 	var sealTs int64 = -1
@@ -517,7 +511,7 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (blockK
 
 // apply replaces the op's runs whose blocks are all still there unchanged
 // (a purge may have removed some meanwhile), with their index entries.
-func (op *sealOp) apply(tx *bolt.Tx, partyKeys, minKeys *[]indexKey) (blocksDelta int64, err error) {
+func (op *sealOp) apply(tx *bolt.Tx, pidx *partyIndexMemory, partyKeys, minKeys *[]indexKey) (blocksDelta int64, err error) {
 	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
 	var ik indexKey
 	del := func(b *bolt.Bucket) func(uint64) error {
@@ -578,6 +572,11 @@ runs:
 		}
 		blocksDelta += 1 - int64(len(run.keys))
 		followers = append(followers, run.keys[len(run.keys)-1])
+		if keyTs(key[:]) == pidx.ts {
+			// Store's memory of this second's entries names replaced
+			// blocks: a Store into it (a clock set back) writes anew.
+			pidx.last = nil
+		}
 	}
 	// A version 1 block after a run may have been found through the index
 	// entry of a block the run replaced (partyWindow): the version 1 blocks

@@ -320,7 +320,7 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 		if r.seal != nil {
 			// Sealing moves records between blocks but changes no count:
 			// its minute entries leave the interval memo as it is.
-			d, err := r.seal.apply(tx, &partyKeys, &sealMinKeys)
+			d, err := r.seal.apply(tx, &db.pidx, &partyKeys, &sealMinKeys)
 			if err != nil {
 				return err
 			}
