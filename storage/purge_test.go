@@ -381,7 +381,7 @@ func TestPurgeKeepsFileSizeFlat(t *testing.T) {
 	}
 	// At full retention the freed pages settle into a steady pattern of
 	// reuse within a few cycles (small pages fragment a little first): the
-	// last four cycles within 5% of the one before them, and all of them
+	// last four cycles within 8% of the one before them, and all of them
 	// within 30% of the first cycle at full retention.
 	for _, m := range []struct {
 		what string
@@ -389,7 +389,7 @@ func TestPurgeKeepsFileSizeFlat(t *testing.T) {
 	}{{"file size", sizes}, {"page high-water mark", marks}} {
 		first, ref := m.v[keepDays], m.v[cycles-5]
 		for i := cycles - 4; i < cycles; i++ {
-			if s := m.v[i]; float64(s) > float64(ref)*1.05 || float64(s) > float64(first)*1.3 {
+			if s := m.v[i]; float64(s) > float64(ref)*1.08 || float64(s) > float64(first)*1.3 {
 				t.Errorf("%s after cycle %d is %d, %d after cycle %d and %d after cycle %d: it keeps growing",
 					m.what, i+1, s, ref, cycles-4, first, keepDays+1)
 			}

@@ -340,15 +340,14 @@ func (db *DB) sealer(ctx context.Context, onErr func(error)) {
 			case <-time.After(sealQueryPause):
 			}
 		}
-		start := time.Now()
-		next, did, err := db.sealRound(ctx, sb, &pos)
+		next, did, work, err := db.sealRound(ctx, sb, &pos)
 		if err != nil && ctx.Err() == nil && onErr != nil {
 			onErr(err)
 		}
 		pause := sealIdle
 		switch {
 		case did:
-			pause = time.Since(start)
+			pause = work
 			if time.Since(time.Unix(0, db.lastStore.Load())) < time.Second {
 				pause *= sealBusyPause
 			}
@@ -384,7 +383,7 @@ func (db *DB) SealPending(ctx context.Context) (int, error) {
 	sb := new(sealBuf)
 	n := 0
 	for {
-		next, did, err := db.sealRound(ctx, sb, &pos)
+		next, did, _, err := db.sealRound(ctx, sb, &pos)
 		if err != nil {
 			return n, err
 		}
@@ -399,10 +398,11 @@ func (db *DB) SealPending(ctx context.Context) (int, error) {
 }
 
 // sealRound seals up to sealRoundRecords records of the blocks from *pos
-// on. It returns where the next round starts and whether it wrote
-// anything. An Import of older seconds since the last round moves *pos
-// back first.
-func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (blockKey, bool, error) {
+// on. It returns where the next round starts, whether it wrote anything
+// and how long its own work took (not its waits). An Import of older
+// seconds since the last round moves *pos back first.
+func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (next blockKey, did bool, work time.Duration, err error) {
+	start := time.Now()
 	if from := db.sealFrom.Swap(-1); from >= 0 && from < keyTs(pos[:]) {
 		*pos = makeBlockKey(from, 0)
 	}
@@ -410,7 +410,7 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (blockK
 	op := &sealOp{}
 	var run sealRun
 	var sealTs int64 = -1
-	next := *pos
+	next = *pos
 	endRun := func() error {
 		r := run
 		run = sealRun{}
@@ -437,7 +437,7 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (blockK
 		op.runs = append(op.runs, r)
 		return nil
 	}
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
 		defer releaseMapped(db.bolt, tx)
 		c := tx.Bucket(bucketBlocks).Cursor()
 		total := 0
@@ -484,8 +484,9 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (blockK
 		}
 		return endRun()
 	})
+	work = time.Since(start)
 	if err != nil || len(op.runs) == 0 {
-		return next, false, err
+		return next, false, work, err
 	}
 	// In-flight queries finish first and new ones wait for the commit.
 	// TryLock fails while a query is in flight, so that no new query waits
@@ -498,15 +499,15 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (blockK
 		}
 		select {
 		case <-ctx.Done():
-			return *pos, false, ctx.Err()
+			return *pos, false, work, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	defer db.sealMu.Unlock()
 	if err := db.write(ctx, &writeReq{seal: op}); err != nil {
-		return *pos, false, err
+		return *pos, false, work, err
 	}
-	return next, true, nil
+	return next, true, work, nil
 }
 
 // apply replaces the op's runs whose blocks are all still there unchanged

@@ -235,7 +235,7 @@ func TestSealerInBackground(t *testing.T) {
 			}
 		}
 		_, v2 := blockVersions(t, db)
-		if v2 > 0 && v2 == lastV2 && time.Since(changed) > 2*time.Second {
+		if v2 > 0 && v2 == lastV2 && time.Since(changed) > 3*time.Second {
 			break
 		}
 		if v2 != lastV2 {
