@@ -213,6 +213,7 @@ type blockHeader struct {
 	crc     uint32 // sealed: CRC-32 (IEEE) of the JSON
 	tagW    int    // sealed: bytes per tag
 	tags    []byte // sealed: 2 tags per record (seal.go)
+	chunks  int    // sealed: pieces of the stream in bucketSealed after zbody
 }
 
 func parseHeader(v []byte) (blockHeader, error) {
@@ -263,12 +264,14 @@ func parseHeader(v []byte) (blockHeader, error) {
 		}
 		h.tagW = int(v[p])
 		p++
-		if n := 2 * h.tagW * h.count; n > len(v)-p {
+		if n := 2 * h.tagW * h.count; n+2 > len(v)-p {
 			return h, errCorrupt
 		} else {
 			h.tags = v[p : p+n]
 			p += n
 		}
+		h.chunks = int(binary.BigEndian.Uint16(v[p:]))
+		p += 2
 	}
 	h.zbody = v[p:]
 	return h, nil

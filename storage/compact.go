@@ -94,7 +94,7 @@ func Compact(src, dst string) (before, after int64, err error) {
 // and returns its size.
 func compactInto(path string, sdb *bolt.DB) (int64, error) {
 	// Commits need not be durable one by one: one sync at the end does.
-	ddb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, FreelistType: bolt.FreelistMapType})
+	ddb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, FreelistType: bolt.FreelistMapType, PageSize: pageSize})
 	if err != nil {
 		return 0, err
 	}

@@ -14,6 +14,8 @@
 //	reqmin      requestInTs minute (8, sign bit flipped) || block key → empty;
 //	            one entry per distinct minute of a block
 //	quarantine  receivedAt (8) || seq (8) → JSON, see quarantine.go
+//	sealed      block key || chunk (2 bytes BE) → the rest of a sealed
+//	            block's deflate stream (seal.go)
 //
 // Block keys sort by monitoringDataTs and then by insertion order, so every
 // write appends, and index entries of one party or minute sort by block key.
@@ -115,6 +117,7 @@ type DB struct {
 	sealFrom   atomic.Int64 // oldest second an Import wrote since the sealer looked, or -1
 	lastStore  atomic.Int64 // time of the last Store commit, Unix ns
 	reading    atomic.Int32 // queries in flight: the sealer waits for none
+	sealWant   atomic.Bool  // the sealer waits to commit (readGate)
 	sealStop   context.CancelFunc
 	sealerDone chan struct{}
 
@@ -182,13 +185,16 @@ func Open(path string, opts Options) (*DB, error) {
 // initBuckets creates the buckets of a new database, or checks the format of
 // an existing one.
 func initBuckets(tx *bolt.Tx) error {
-	names := [][]byte{bucketBlocks, bucketParty, bucketReqMin, bucketQuarantine}
+	names := [][]byte{bucketBlocks, bucketParty, bucketReqMin, bucketQuarantine, bucketSealed}
 	if meta := tx.Bucket(bucketMeta); meta != nil {
 		f := string(meta.Get(metaFormat))
 		switch {
 		case f == formatString():
 		case f == formatName+" 1", f == formatName+" 2":
 			if err := meta.Put(metaFormat, []byte(formatString())); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucketIfNotExists(bucketSealed); err != nil {
 				return err
 			}
 		case strings.HasPrefix(f, formatName+" "):

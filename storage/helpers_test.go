@@ -84,6 +84,7 @@ func checkIndexes(t testing.TB, tx *bolt.Tx) {
 	t.Helper()
 	wantParty, wantMin := map[string]bool{}, map[string]bool{}
 	var blocks, records int64
+	chunks := map[string]bool{}
 	err := tx.Bucket(bucketBlocks).ForEach(func(k, v []byte) error {
 		h, err := parseHeader(v)
 		if err != nil {
@@ -91,6 +92,10 @@ func checkIndexes(t testing.TB, tx *bolt.Tx) {
 		}
 		blocks++
 		records += int64(h.count)
+		for i := range h.chunks {
+			ck := chunkKey(blockKey(k), i)
+			chunks[string(ck[:])] = true
+		}
 		add := func(m map[string]bool) func(uint64) error {
 			return func(p uint64) error {
 				m[string(binary.BigEndian.AppendUint64(nil, p))+string(k)] = true
@@ -140,6 +145,17 @@ func checkIndexes(t testing.TB, tx *bolt.Tx) {
 		if n != len(ix.want) {
 			t.Errorf("%s: %d entries, want %d", ix.name, n, len(ix.want))
 		}
+	}
+	n := 0
+	_ = tx.Bucket(bucketSealed).ForEach(func(k, _ []byte) error {
+		n++
+		if !chunks[string(k)] {
+			t.Errorf("sealed: stray chunk %x", k)
+		}
+		return nil
+	})
+	if n != len(chunks) {
+		t.Errorf("sealed: %d chunks, the blocks name %d", n, len(chunks))
 	}
 	meta := tx.Bucket(bucketMeta)
 	if got := getCounter(meta, metaBlocks); got != blocks {

@@ -66,10 +66,8 @@ func (db *DB) Intervals(ctx context.Context, q IntervalQuery) ([]Interval, error
 
 	// Block keys are read before the blocks: sealing must not move records
 	// in between.
-	db.sealMu.RLock()
-	defer db.sealMu.RUnlock()
-	db.reading.Add(1)
-	defer db.reading.Add(-1)
+	db.readGate()
+	defer db.readDone()
 	if db.memo.covers(q, first, last) {
 		err := db.memo.intervals(ctx, db, q, first, out)
 		if err != nil {
@@ -142,6 +140,9 @@ func (db *DB) countBlocks(ctx context.Context, q IntervalQuery, keys []blockKey,
 				}
 				if want != nil && !slices.ContainsFunc(want, h.hasParty) {
 					continue
+				}
+				if h, err = wholeBlock(tx, k[:], h); err != nil {
+					return err
 				}
 				body, err := decompress(&h)
 				if err != nil {

@@ -13,6 +13,7 @@ var (
 	bucketParty      = []byte("party")
 	bucketReqMin     = []byte("reqmin")
 	bucketQuarantine = []byte("quarantine")
+	bucketSealed     = []byte("sealed")
 )
 
 // blockKeyLen is the length of a block key: ts (8 bytes) and seq (8 bytes).

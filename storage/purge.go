@@ -131,6 +131,7 @@ func (p *purgeBatch) run(tx *bolt.Tx) error {
 
 func (p *purgeBatch) delete(tx *bolt.Tx) error {
 	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
+	sealed := tx.Bucket(bucketSealed)
 	var ik [8 + blockKeyLen]byte
 	del := func(b *bolt.Bucket) func(uint64) error {
 		return func(p uint64) error {
@@ -160,6 +161,13 @@ func (p *purgeBatch) delete(tx *bolt.Tx) error {
 		if err := h.eachMinute(func(m uint64) error { p.minutes = append(p.minutes, m); return delMin(m) }); err != nil {
 			return err
 		}
+		for i := range h.chunks {
+			ck := chunkKey(blockKey(k), i)
+			if err := sealed.Delete(ck[:]); err != nil {
+				return err
+			}
+		}
+		p.keys += h.chunks
 		if err := c.Delete(); err != nil {
 			return err
 		}

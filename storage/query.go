@@ -211,10 +211,8 @@ func (db *DB) query(ctx context.Context, q Query, visit func(*schema.Record) err
 	defer db.end()
 	// Sealing moves records between blocks: a query that reads in several
 	// transactions must not see it happen.
-	db.sealMu.RLock()
-	defer db.sealMu.RUnlock()
-	db.reading.Add(1)
-	defer db.reading.Add(-1)
+	db.readGate()
+	defer db.readDone()
 	if q.Max < 1 {
 		return res, fmt.Errorf("query: max %d < 1", q.Max)
 	}
@@ -389,8 +387,11 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 				// QueryAnswer its stream, from slo on.
 				zlo := len(zbuf)
 				zbuf = append(zbuf, v...)
+				if zbuf, err = appendChunks(tx, k, &h, zbuf); err != nil {
+					return err
+				}
 				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf),
-					slo: len(zbuf) - len(h.zbody), sealed: true, crc: h.crc})
+					slo: zlo + len(v) - len(h.zbody), sealed: true, crc: h.crc})
 				continue
 			}
 			if raw {
@@ -398,6 +399,9 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 				zbuf = append(zbuf, h.zbody...)
 				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf)})
 				continue
+			}
+			if h, err = wholeBlock(tx, k, h); err != nil {
+				return err
 			}
 			body, err := decompress(&h)
 			if err != nil {
@@ -427,6 +431,9 @@ func (db *DB) probe(st *queryState, hashes []uint64, start blockKey, to int64, f
 			if f.none() && h.count > 0 {
 				found = true
 				return nil
+			}
+			if h, err = wholeBlock(tx, k, h); err != nil {
+				return err
 			}
 			body, err := decompress(&h)
 			if err != nil {

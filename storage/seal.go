@@ -35,7 +35,14 @@ import (
 //	        tag width w (1 or 2), then per record its client's and its
 //	        provider's position in the party hashes plus one (0: none),
 //	        w bytes each, big-endian
-//	body:   the deflate stream
+//	        chunks n, 2 bytes big-endian
+//	body:   the deflate stream's start; the rest is in n chunks of
+//	        bucketSealed (key: block key || chunk number)
+//
+// Values are at most sealChunk bytes: sealing frees the pages of the
+// version 1 blocks it replaces, runs of about ten 1 KiB pages, and values
+// that fit such runs reuse them at once (a sealed block in one value, of
+// about 95 pages, never would: the file grew by what it sealed).
 //
 // The tags let a filtered query find the records that may match without
 // parsing any JSON (matchSealed).
@@ -50,6 +57,10 @@ const blockVersionSealed = 2
 // sealLevel is the deflate level of sealed blocks: the payload of an answer
 // is made once and sent many times, over real networks.
 const sealLevel = flate.BestCompression
+
+// sealChunk is the largest value of a sealed block: with its key and
+// bbolt's headers, 8 pages of 1 KiB.
+const sealChunk = 7 << 10
 
 var sealWriterPool = sync.Pool{New: func() any {
 	w, err := flate.NewWriter(io.Discard, sealLevel)
@@ -68,10 +79,11 @@ type sealBuf struct {
 	minutes []uint64
 }
 
-// encodeSealed encodes recs, all of monitoringDataTs ts, as a sealed block.
-// ok is false when a record would not read back identical from its JSON
-// (a string with invalid UTF-8, say): such records stay in version 1.
-func (sb *sealBuf) encodeSealed(recs []schema.Record, ts int64) (val []byte, ok bool, err error) {
+// encodeSealed encodes recs, all of monitoringDataTs ts, as a sealed block:
+// its value and the chunks of its stream. ok is false when a record would
+// not read back identical from its JSON (a string with invalid UTF-8, say):
+// such records stay in version 1.
+func (sb *sealBuf) encodeSealed(recs []schema.Record, ts int64) (val []byte, chunks [][]byte, ok bool, err error) {
 	js, ends := sb.json[:0], sb.ends[:0]
 	for i := range recs {
 		r := recs[i]
@@ -87,27 +99,79 @@ func (sb *sealBuf) encodeSealed(recs []schema.Record, ts int64) (val []byte, ok 
 	for i := range recs {
 		back, err := schema.DecodeRecord(js[start:ends[i]], schema.DecodeOptions{})
 		if err != nil || !sameRecord(&back, &recs[i]) {
-			return nil, false, nil
+			return nil, nil, false, nil
 		}
 		start = ends[i] + 1
 	}
 	parties, minutes := blockKeys(recs, sb.parties[:0], sb.minutes[:0])
 	sb.parties, sb.minutes = parties, minutes
 	sb.out.Reset()
-	hdr := appendHeaderKeys([]byte{blockVersionSealed}, len(recs), len(js), parties, minutes)
-	hdr = binary.BigEndian.AppendUint32(hdr, crc32.ChecksumIEEE(js))
-	hdr = appendTags(hdr, recs, parties)
-	sb.out.Write(hdr)
 	w := sealWriterPool.Get().(*flate.Writer)
 	defer sealWriterPool.Put(w)
 	w.Reset(&sb.out)
 	if _, err := w.Write(js); err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	if err := w.Flush(); err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
-	return slices.Clone(sb.out.Bytes()), true, nil
+	stream := sb.out.Bytes()
+	hdr := appendHeaderKeys([]byte{blockVersionSealed}, len(recs), len(js), parties, minutes)
+	hdr = binary.BigEndian.AppendUint32(hdr, crc32.ChecksumIEEE(js))
+	hdr = appendTags(hdr, recs, parties)
+	head := min(len(stream), max(sealChunk-len(hdr)-2, 0))
+	rest := stream[head:]
+	n := (len(rest) + sealChunk - 1) / sealChunk
+	if n > 1<<16-1 {
+		return nil, nil, false, nil // beyond any block of maxBlockRecords records
+	}
+	val = make([]byte, 0, len(hdr)+2+head)
+	val = append(binary.BigEndian.AppendUint16(append(val, hdr...), uint16(n)), stream[:head]...)
+	for len(rest) > 0 {
+		c := min(len(rest), sealChunk)
+		chunks = append(chunks, slices.Clone(rest[:c]))
+		rest = rest[c:]
+	}
+	return val, chunks, true, nil
+}
+
+func chunkKey(k blockKey, i int) [blockKeyLen + 2]byte {
+	var ck [blockKeyLen + 2]byte
+	copy(ck[:], k[:])
+	binary.BigEndian.PutUint16(ck[blockKeyLen:], uint16(i))
+	return ck
+}
+
+// appendChunks appends the chunks of sealed block k (h from its value) to
+// dst: after a copy of the value, dst then holds the whole block.
+func appendChunks(tx *bolt.Tx, k []byte, h *blockHeader, dst []byte) ([]byte, error) {
+	if h.chunks == 0 {
+		return dst, nil
+	}
+	c := tx.Bucket(bucketSealed).Cursor()
+	var bk blockKey
+	copy(bk[:], k)
+	first := chunkKey(bk, 0)
+	i := 0
+	for ck, v := c.Seek(first[:]); i < h.chunks; ck, v = c.Next() {
+		want := chunkKey(bk, i)
+		if !bytes.Equal(ck, want[:]) {
+			return dst, fmt.Errorf("%w: sealed block %x lacks chunk %d", errCorrupt, k, i)
+		}
+		dst = append(dst, v...)
+		i++
+	}
+	return dst, nil
+}
+
+// wholeBlock returns h (of block k's value) with zbody the whole stream.
+func wholeBlock(tx *bolt.Tx, k []byte, h blockHeader) (blockHeader, error) {
+	if !h.sealed || h.chunks == 0 {
+		return h, nil
+	}
+	z, err := appendChunks(tx, k, &h, slices.Clone(h.zbody))
+	h.zbody, h.chunks = z, 0
+	return h, err
 }
 
 // appendTags appends the tag width and the records' party tags.
@@ -299,6 +363,8 @@ const (
 	// sealQueryPause is how long the sealer waits while queries run.
 	sealQueryPause = 20 * time.Millisecond
 	sealQueryWait  = 500 * time.Millisecond
+	// sealGateWait bounds how long a new query holds back for the sealer.
+	sealGateWait = 20 * time.Millisecond
 	// sealBusyPause is the sealer's pause, as a multiple of the time its
 	// round took, while Store commits keep coming: sealing then takes at
 	// most a fifth of a core from them. With no store traffic it pauses as
@@ -316,11 +382,12 @@ type sealOp struct {
 // lengths to recognise them) and the sealed block that replaces them, put
 // at the first block's key so that the order within the second holds.
 type sealRun struct {
-	keys  []blockKey
-	lens  []int
-	heads []blockHeader // valid in the reading transaction only
-	count int
-	val   []byte
+	keys   []blockKey
+	lens   []int
+	heads  []blockHeader // valid in the reading transaction only
+	count  int
+	val    []byte
+	chunks [][]byte
 }
 
 // sealer seals the blocks of past seconds, oldest first, until Close. A
@@ -429,11 +496,11 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (next b
 				return fmt.Errorf("block %x: %w", r.keys[i], err)
 			}
 		}
-		val, ok, err := sb.encodeSealed(recs, sealTs)
+		val, chunks, ok, err := sb.encodeSealed(recs, sealTs)
 		if err != nil || !ok {
 			return err
 		}
-		r.val, r.heads = val, nil
+		r.val, r.chunks, r.heads = val, chunks, nil
 		op.runs = append(op.runs, r)
 		return nil
 	}
@@ -488,19 +555,18 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (next b
 	if err != nil || len(op.runs) == 0 {
 		return next, false, work, err
 	}
-	// In-flight queries finish first and new ones wait for the commit.
-	// TryLock fails while a query is in flight, so that no new query waits
-	// for an earlier one; after sealQueryWait of that, Lock waits its turn
-	// (new queries then wait for the ones in flight and this commit).
-	for i := 0; !db.sealMu.TryLock(); i++ {
-		if i == int(sealQueryWait/(5*time.Millisecond)) {
-			db.sealMu.Lock()
-			break
-		}
+	// The commit waits for a moment without queries: TryLock fails while
+	// one is in flight, and sealWant holds new ones back briefly (readGate)
+	// so that back-to-back queries leave such moments. A query never waits
+	// for another query (a Lock would make new ones wait for the slowest
+	// reader in flight, a slow client of a long answer, say).
+	db.sealWant.Store(true)
+	defer db.sealWant.Store(false)
+	for !db.sealMu.TryLock() {
 		select {
 		case <-ctx.Done():
 			return *pos, false, work, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(time.Millisecond):
 		}
 	}
 	defer db.sealMu.Unlock()
@@ -549,6 +615,14 @@ runs:
 		key := run.keys[0]
 		if err := blocks.Put(key[:], run.val); err != nil {
 			return 0, err
+		}
+		sealed := tx.Bucket(bucketSealed)
+		sealed.FillPercent = 1 // sealing goes oldest first: keys append
+		for i, c := range run.chunks {
+			ck := chunkKey(key, i)
+			if err := sealed.Put(ck[:], c); err != nil {
+				return 0, err
+			}
 		}
 		h, err := parseHeader(run.val)
 		if err != nil {
@@ -608,6 +682,23 @@ runs:
 		}
 	}
 	return blocksDelta, nil
+}
+
+// readGate starts a read that must not see sealing happen (it reads in
+// several transactions); the caller must call db.sealMu.RUnlock and
+// db.reading.Add(-1) when done. While the sealer waits to commit, a new
+// read holds back for at most sealGateWait.
+func (db *DB) readGate() {
+	for i := 0; db.sealWant.Load() && i < int(sealGateWait/time.Millisecond); i++ {
+		time.Sleep(time.Millisecond)
+	}
+	db.sealMu.RLock()
+	db.reading.Add(1)
+}
+
+func (db *DB) readDone() {
+	db.reading.Add(-1)
+	db.sealMu.RUnlock()
 }
 
 // noteImport tells the sealer that an Import wrote blocks from second ts on.

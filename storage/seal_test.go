@@ -159,7 +159,7 @@ func TestSeal(t *testing.T) {
 	if _, _, err := db.Purge(context.Background(), last+1); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range [][]byte{bucketBlocks, bucketParty, bucketReqMin} {
+	for _, b := range [][]byte{bucketBlocks, bucketParty, bucketReqMin, bucketSealed} {
 		if n := bucketLen(t, db, b); n != 0 {
 			t.Errorf("%s: %d keys after purging all", b, n)
 		}
@@ -211,9 +211,7 @@ func TestSealerInBackground(t *testing.T) {
 	client := schematest.NewDataset().Clients[3]
 	queries := []Query{{From: 0, To: last, Max: 700}, {From: 0, To: last, Max: 400, Associated: &client}}
 	clk.Set(last + 60)
-	deadline := time.Now().Add(30 * time.Second)
-	lastV2, changed := 0, time.Now()
-	for {
+	check := func() {
 		for _, q := range queries {
 			want, _ := refRecords(all, Query{From: q.From, To: q.To, Max: len(all) + 1, Associated: q.Associated})
 			var got []schema.Record
@@ -234,17 +232,24 @@ func TestSealerInBackground(t *testing.T) {
 				t.Fatalf("paging %+v while sealing: %d records, want %d", q, len(got), len(want))
 			}
 		}
-		_, v2 := blockVersions(t, db)
-		if v2 > 0 && v2 == lastV2 && time.Since(changed) > 3*time.Second {
-			break
-		}
-		if v2 != lastV2 {
-			lastV2, changed = v2, time.Now()
+	}
+	// Queries back to back while the sealer works, then none until it is done.
+	for start := time.Now(); time.Since(start) < 5*time.Second; {
+		check()
+	}
+	if _, v2 := blockVersions(t, db); v2 == 0 {
+		t.Fatal("the sealer sealed nothing in 5 s of queries")
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for last, changed := -1, time.Now(); time.Since(changed) < 3*time.Second; time.Sleep(100 * time.Millisecond) {
+		if _, v2 := blockVersions(t, db); v2 != last {
+			last, changed = v2, time.Now()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sealing did not settle in 30 s (%d sealed blocks)", v2)
+			t.Fatal("sealing did not settle in 60 s")
 		}
 	}
+	check()
 	// The sealer left nothing to seal.
 	if n, err := db.SealPending(context.Background()); err != nil || n != 0 {
 		t.Errorf("SealPending after the sealer: %d rounds, %v", n, err)
