@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/crc32"
+	"io"
+	"sync"
 
 	kflate "github.com/klauspost/compress/flate"
 
@@ -20,24 +22,48 @@ import (
 // combined from the parts' (crc32Combine), so copied streams are never
 // inflated.
 type gzipAnswer struct {
-	out  bytes.Buffer
+	out  *bytes.Buffer
 	lit  *kflate.Writer
-	used bool // lit has written since its last reset
+	buf  []byte // literal bytes not handed to lit yet
+	used bool   // lit has written since its last reset
 	crc  uint32
 	size uint32 // ISIZE: the length modulo 2^32
 }
+
+// answerPool keeps the literal compressor and buffer of QueryAnswer: a
+// privileged page is made every few seconds by a busy collector, and
+// allocating them each time grew the daemon's peak memory.
+var answerPool = sync.Pool{New: func() any { return new(gzipAnswer) }}
 
 // answerLevel is the level of the literal parts: blocks not sealed yet, so
 // the newest seconds, compressed while the client waits.
 const answerLevel = kflate.BestSpeed
 
-func newGzipAnswer() (*gzipAnswer, error) {
-	g := &gzipAnswer{}
+// newGzipAnswer starts a gzip member at the end of out.
+func newGzipAnswer(out *bytes.Buffer) (*gzipAnswer, error) {
+	g := answerPool.Get().(*gzipAnswer)
+	g.out, g.used, g.crc, g.size = out, false, 0, 0
 	// ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=unknown, as compress/gzip.
-	g.out.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
-	var err error
-	g.lit, err = kflate.NewWriter(&g.out, answerLevel)
-	return g, err
+	out.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
+	if g.lit == nil {
+		var err error
+		if g.lit, err = kflate.NewWriter(out, answerLevel); err != nil {
+			return nil, err
+		}
+	} else {
+		g.lit.Reset(out)
+	}
+	if g.buf == nil {
+		g.buf = make([]byte, 0, 64<<10)
+	}
+	return g, nil
+}
+
+func (g *gzipAnswer) release() {
+	g.out = nil
+	g.lit.Reset(io.Discard)
+	g.buf = g.buf[:0]
+	answerPool.Put(g)
 }
 
 func (g *gzipAnswer) literal(p []byte) error {
@@ -55,7 +81,7 @@ func (g *gzipAnswer) splice(stream []byte, crc uint32, n int) error {
 		if err := g.lit.Flush(); err != nil {
 			return err
 		}
-		g.lit.Reset(&g.out)
+		g.lit.Reset(g.out)
 		g.used = false
 	}
 	g.out.Write(stream)
@@ -65,17 +91,17 @@ func (g *gzipAnswer) splice(stream []byte, crc uint32, n int) error {
 }
 
 // finish ends the stream and writes the trailer.
-func (g *gzipAnswer) finish() ([]byte, error) {
+func (g *gzipAnswer) finish() error {
 	if g.used {
 		if err := g.lit.Close(); err != nil {
-			return nil, err
+			return err
 		}
 	} else {
 		g.out.Write([]byte{1, 0, 0, 0xff, 0xff}) // an empty final stored block
 	}
 	g.out.Write(binary.LittleEndian.AppendUint32(nil, g.crc))
 	g.out.Write(binary.LittleEndian.AppendUint32(nil, g.size))
-	return g.out.Bytes(), nil
+	return nil
 }
 
 // crc32Combine returns the CRC-32 (IEEE) of A‖B from crcA, crcB and the
@@ -131,18 +157,19 @@ func gf2Square(sq, m *[32]uint32) {
 	}
 }
 
-// QueryAnswer runs q, which must have no party filter, and returns the
-// gzip member of prefix, the records' JSON with all fields separated by
+// QueryAnswer runs q, which must have no party filter, and appends to out
+// the gzip member of prefix, the records' JSON with all fields separated by
 // commas, and suffix: the payload of a privileged operational data answer.
 // Sealed blocks are copied in their answer form; the others are encoded and
 // compressed here. The result and its semantics are those of Query.
-func (db *DB) QueryAnswer(ctx context.Context, q Query, prefix, suffix string) ([]byte, QueryResult, error) {
-	g, err := newGzipAnswer()
+func (db *DB) QueryAnswer(ctx context.Context, q Query, prefix, suffix string, out *bytes.Buffer) (QueryResult, error) {
+	g, err := newGzipAnswer(out)
 	if err != nil {
-		return nil, QueryResult{}, err
+		return QueryResult{}, err
 	}
-	buf := make([]byte, 0, 64<<10)
-	buf = append(buf, prefix...)
+	defer g.release()
+	buf := append(g.buf[:0], prefix...)
+	defer func() { g.buf = buf }()
 	first := true
 	flush := func() error {
 		err := g.literal(buf)
@@ -174,12 +201,11 @@ func (db *DB) QueryAnswer(ctx context.Context, q Query, prefix, suffix string) (
 	}
 	res, err := db.query(ctx, q, visit, splice)
 	if err != nil {
-		return nil, res, err
+		return res, err
 	}
 	buf = append(buf, suffix...)
 	if err := flush(); err != nil {
-		return nil, res, err
+		return res, err
 	}
-	out, err := g.finish()
-	return out, res, err
+	return res, g.finish()
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	kflate "github.com/klauspost/compress/flate"
 	bolt "go.etcd.io/bbolt"
@@ -72,6 +73,8 @@ var sealWriterPool = sync.Pool{New: func() any {
 
 // sealBuf holds the scratch of encodeSealed.
 type sealBuf struct {
+	recs    []schema.Record
+	bodies  []byte
 	json    []byte
 	ends    []int
 	out     bytes.Buffer
@@ -359,10 +362,10 @@ const (
 	sealIdle = time.Second
 	// sealRoundRecords bounds the records of one sealing round (memory, and
 	// the size of its commit).
-	sealRoundRecords = 2 * maxBlockRecords
+	sealRoundRecords = maxBlockRecords
 	// sealQueryPause is how long the sealer waits while queries run.
 	sealQueryPause = 20 * time.Millisecond
-	sealQueryWait  = 500 * time.Millisecond
+	sealQueryWait  = 2 * time.Second
 	// sealGateWait bounds how long a new query holds back for the sealer.
 	sealGateWait = 20 * time.Millisecond
 	// sealBusyPause is the sealer's pause, as a multiple of the time its
@@ -484,15 +487,29 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (next b
 		if r.count < sealMinRecords {
 			return nil
 		}
-		recs := make([]schema.Record, 0, r.count)
+		// The records' strings point into the bodies, which are kept in
+		// one reused buffer (a grown buffer leaves the older strings
+		// pointing into the previous one, which they keep alive).
+		recs, bodies := sb.recs[:0], sb.bodies[:0]
+		defer func() {
+			clear(recs)
+			sb.recs, sb.bodies = recs[:0], bodies[:0]
+		}()
 		for i := range r.heads {
-			body, err := decompress(&r.heads[i])
+			h := &r.heads[i]
+			start := len(bodies)
+			bodies = slices.Grow(bodies, h.bodyLen)
+			out, err := zstdDecoder().DecodeAll(h.zbody, bodies[:start:start+h.bodyLen])
 			if err != nil {
-				return fmt.Errorf("block %x: %w", r.keys[i], err)
+				return fmt.Errorf("block %x: %w: %v", r.keys[i], errCorrupt, err)
+			}
+			bodies = out
+			if len(out)-start != h.bodyLen {
+				return fmt.Errorf("block %x: %w: body length", r.keys[i], errCorrupt)
 			}
 			n := len(recs)
-			recs = recs[:n+r.heads[i].count]
-			if err := decodeBody(body, recs[n:]); err != nil {
+			recs = slices.Grow(recs, h.count)[:n+h.count]
+			if err := decodeBody(unsafe.String(&bodies[start], h.bodyLen), recs[n:]); err != nil {
 				return fmt.Errorf("block %x: %w", r.keys[i], err)
 			}
 		}

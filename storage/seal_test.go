@@ -73,10 +73,12 @@ func checkAnswers(t *testing.T, db *DB, qs []Query) {
 	t.Helper()
 	for _, q := range qs {
 		want, wantRes := answerJSON(t, db, q)
-		gz, res, err := db.QueryAnswer(context.Background(), q, `{"records":[`, "]}")
+		var out bytes.Buffer
+		res, err := db.QueryAnswer(context.Background(), q, `{"records":[`, "]}", &out)
 		if err != nil {
 			t.Fatal(err)
 		}
+		gz := out.Bytes()
 		zr, err := gzip.NewReader(bytes.NewReader(gz))
 		if err != nil {
 			t.Fatal(err)
