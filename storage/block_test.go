@@ -119,6 +119,13 @@ func TestPartyHashDistinguishes(t *testing.T) {
 func FuzzDecodeBlock(f *testing.F) {
 	f.Add(encodeBlock([]schema.Record{mkRec(f, "1", "EE/GOV/1/a", "EE/GOV/2", 5, true)}))
 	f.Add(encodeBlock(schematest.Records(20, 1, 0)))
+	var sb sealBuf
+	sealed, _, ok, err := sb.encodeSealed(schematest.Records(6, 1, 0), 77)
+	if err != nil || !ok {
+		f.Fatal("encodeSealed", err)
+	}
+	f.Add(sealed)
+	client := schematest.NewDataset().Clients[0]
 	f.Fuzz(func(t *testing.T, v []byte) {
 		h, err := parseHeader(v)
 		if err != nil {
@@ -126,6 +133,13 @@ func FuzzDecodeBlock(f *testing.F) {
 		}
 		_ = h.eachParty(func(uint64) error { return nil })
 		_ = h.eachMinute(func(uint64) error { return nil })
+		if h.sealed {
+			if h.chunks > 0 {
+				return // the rest of the stream is in another bucket
+			}
+			var mw matchWorker
+			_ = mw.matchSealed(v, filter{assoc: &client})
+		}
 		body, err := decompress(&h)
 		if err != nil {
 			return

@@ -373,6 +373,12 @@ const (
 	// most a fifth of a core from them. With no store traffic it pauses as
 	// long as it worked.
 	sealBusyPause = 4
+	// Store requests come first: a round starts in a gap of sealStoreGap
+	// without a Store commit (security servers send in bursts, so gaps are
+	// the rule), or after sealMaxDelay without a round under load that
+	// never pauses.
+	sealStoreGap = 150 * time.Millisecond
+	sealMaxDelay = 10 * time.Second
 )
 
 // sealOp replaces runs of version 1 blocks of one second by sealed blocks,
@@ -399,7 +405,15 @@ func (db *DB) sealer(ctx context.Context, onErr func(error)) {
 	defer close(db.sealerDone)
 	var pos blockKey // where the next round starts
 	sb := new(sealBuf)
+	lastRound := time.Now()
 	for {
+		for time.Since(time.Unix(0, db.lastStore.Load())) < sealStoreGap && time.Since(lastRound) < sealMaxDelay {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(sealStoreGap / 3):
+			}
+		}
 		// Queries come first, for their time and so that their memory
 		// and the sealer's do not add up; a steady stream of them delays
 		// sealing by at most sealQueryWait.
@@ -417,6 +431,7 @@ func (db *DB) sealer(ctx context.Context, onErr func(error)) {
 		pause := sealIdle
 		switch {
 		case did:
+			lastRound = time.Now()
 			pause = work
 			if time.Since(time.Unix(0, db.lastStore.Load())) < time.Second {
 				pause *= sealBusyPause
