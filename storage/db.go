@@ -21,6 +21,12 @@
 // write appends, and index entries of one party or minute sort by block key.
 // Index hits are candidates only: records are always re-checked after
 // decoding, which makes hash collisions harmless.
+//
+// Past seconds are sealed in the background: their blocks are rewritten in
+// the answer form of a query (seal.go), which privileged answers copy
+// (answer.go). The gzip member of such an answer and its combined CRC-32
+// are assembled here by hand, for speed: no library splices deflate
+// streams without inflating them.
 package storage
 
 import (
