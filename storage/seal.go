@@ -255,6 +255,17 @@ func sameRecord(back, r *schema.Record) bool {
 
 var inflaterPool sync.Pool
 
+// inflater returns a pooled reader of the raw deflate stream z; put it
+// back in inflaterPool after use.
+func inflater(z []byte) (io.ReadCloser, error) {
+	src := bytes.NewReader(z)
+	r, _ := inflaterPool.Get().(io.ReadCloser)
+	if r == nil {
+		return kflate.NewReader(src), nil
+	}
+	return r, r.(kflate.Resetter).Reset(src, nil)
+}
+
 // sealedJSON inflates the JSON of sealed block h into dst's storage and
 // checks its length and CRC.
 func sealedJSON(dst []byte, h *blockHeader) ([]byte, error) {
@@ -262,11 +273,8 @@ func sealedJSON(dst []byte, h *blockHeader) ([]byte, error) {
 		dst = make([]byte, 0, h.bodyLen)
 	}
 	dst = dst[:h.bodyLen]
-	src := bytes.NewReader(h.zbody)
-	r, _ := inflaterPool.Get().(io.ReadCloser)
-	if r == nil {
-		r = kflate.NewReader(src)
-	} else if err := r.(kflate.Resetter).Reset(src, nil); err != nil {
+	r, err := inflater(h.zbody)
+	if err != nil {
 		return dst[:0], err
 	}
 	defer inflaterPool.Put(r)
@@ -774,32 +782,74 @@ func (mw *matchWorker) matchSealed(v []byte, f filter) error {
 	if last < 0 {
 		return nil
 	}
-	js, err := sealedJSON(mw.body, &h)
-	mw.body = js[:0]
+	// The JSON is inflated through a small window rather than whole: a
+	// block's is about 1 MB, and every worker would hold one.
+	r, err := inflater(h.zbody)
 	if err != nil {
 		return err
 	}
-	p := 0
-	for i := 0; i <= last; i++ {
-		end := len(js)
-		if e := bytes.Index(js[p:], recordSep); e >= 0 {
-			end = p + e + 1
-		} else if i != h.count-1 {
-			return fmt.Errorf("%w: sealed record count", errCorrupt)
-		}
-		if cand(i) {
-			r, err := schema.DecodeRecord(js[p:end], schema.DecodeOptions{})
-			if err != nil {
-				return fmt.Errorf("%w: sealed record: %v", errCorrupt, err)
+	defer inflaterPool.Put(r)
+	win := mw.body[:0]
+	if cap(win) < sealWindow {
+		win = make([]byte, 0, sealWindow)
+	}
+	defer func() { mw.body = win[:0] }()
+	var crc uint32
+	read, i := 0, 0
+	for {
+		if read < h.bodyLen {
+			if len(win) == cap(win) {
+				win = slices.Grow(win, cap(win)) // a record larger than the window
 			}
-			if f.match(&r) {
-				mw.out = append(mw.out, r)
+			n := min(cap(win)-len(win), h.bodyLen-read)
+			chunk := win[len(win) : len(win)+n]
+			if _, err := io.ReadFull(r, chunk); err != nil {
+				return fmt.Errorf("%w: %v", errCorrupt, err)
 			}
+			crc = crc32.Update(crc, crc32.IEEETable, chunk)
+			read += n
+			win = win[:len(win)+n]
 		}
-		p = end + 1
+		// The complete records in the window; the last one ends the JSON.
+		p := 0
+		for p < len(win) {
+			end := len(win)
+			if e := bytes.Index(win[p:], recordSep); e >= 0 {
+				end = p + e + 1
+			} else if read < h.bodyLen {
+				break
+			}
+			if i >= h.count {
+				return fmt.Errorf("%w: sealed record count", errCorrupt)
+			}
+			if i <= last && cand(i) {
+				rec, err := schema.DecodeRecord(win[p:end], schema.DecodeOptions{})
+				if err != nil {
+					return fmt.Errorf("%w: sealed record: %v", errCorrupt, err)
+				}
+				if f.match(&rec) {
+					mw.out = append(mw.out, rec)
+				}
+			}
+			i++
+			p = min(end+1, len(win))
+		}
+		win = win[:copy(win, win[p:])]
+		if read == h.bodyLen && len(win) == 0 {
+			break
+		}
+	}
+	if crc != h.crc {
+		return fmt.Errorf("%w: JSON checksum", errCorrupt)
+	}
+	if i != h.count {
+		return fmt.Errorf("%w: sealed record count", errCorrupt)
 	}
 	return nil
 }
+
+// sealWindow is the window matchSealed inflates through.
+const sealWindow = 64 << 10
 
 // recordSep is where one record's JSON ends and the next begins. It
 // cannot occur inside a string (a quote there is escaped) and every record
