@@ -63,16 +63,12 @@ const sealLevel = flate.BestCompression
 // bbolt's headers, 8 pages of 1 KiB.
 const sealChunk = 7 << 10
 
-var sealWriterPool = sync.Pool{New: func() any {
-	w, err := flate.NewWriter(io.Discard, sealLevel)
-	if err != nil {
-		panic(err) // only a bad level fails
-	}
-	return w
-}}
 
-// sealBuf holds the scratch of encodeSealed.
+// sealBuf holds the scratch of encodeSealed, the deflate writer included
+// (about 1 MB at level 9: a pool would lose it at every garbage
+// collection, and one sealer uses one).
 type sealBuf struct {
+	w       *flate.Writer
 	recs    []schema.Record
 	bodies  []byte
 	json    []byte
@@ -109,8 +105,12 @@ func (sb *sealBuf) encodeSealed(recs []schema.Record, ts int64) (val []byte, chu
 	parties, minutes := blockKeys(recs, sb.parties[:0], sb.minutes[:0])
 	sb.parties, sb.minutes = parties, minutes
 	sb.out.Reset()
-	w := sealWriterPool.Get().(*flate.Writer)
-	defer sealWriterPool.Put(w)
+	if sb.w == nil {
+		if sb.w, err = flate.NewWriter(&sb.out, sealLevel); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	w := sb.w
 	w.Reset(&sb.out)
 	if _, err := w.Write(js); err != nil {
 		return nil, nil, false, err
