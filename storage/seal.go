@@ -63,7 +63,6 @@ const sealLevel = flate.BestCompression
 // bbolt's headers, 8 pages of 1 KiB.
 const sealChunk = 7 << 10
 
-
 // sealBuf holds the scratch of encodeSealed, the deflate writer included
 // (about 1 MB at level 9: a pool would lose it at every garbage
 // collection, and one sealer uses one).
