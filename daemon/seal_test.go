@@ -75,7 +75,14 @@ func payloadOf(t *testing.T, raw []byte) []byte {
 	if m == nil {
 		t.Fatalf("strict regexp does not match:\n%q", raw)
 	}
-	br := bytes.NewReader(m[3])
+	return gunzipOne(t, m[3])
+}
+
+// gunzipOne reads b as exactly one gzip member (RFC 1952): reading a single
+// member must consume every byte.
+func gunzipOne(t *testing.T, b []byte) []byte {
+	t.Helper()
+	br := bytes.NewReader(b)
 	zr, err := gzip.NewReader(br)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +93,7 @@ func payloadOf(t *testing.T, raw []byte) []byte {
 		t.Fatal(err)
 	}
 	if br.Len() != 0 {
-		t.Errorf("%d bytes after the gzip member", br.Len())
+		t.Errorf("%d bytes after the first gzip member", br.Len())
 	}
 	return out
 }

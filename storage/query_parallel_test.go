@@ -69,21 +69,28 @@ func checkFiltered(t *testing.T, db *DB, all []schema.Record, parties []schema.C
 					if prov {
 						q.Associated, q.Provider = nil, &p
 					}
-					want, wantRes := refRecords(all, q)
-					var got []schema.Record
-					res, err := db.Query(context.Background(), q, func(r *schema.Record) error {
-						got = append(got, *r)
-						return nil
-					})
-					if err != nil {
-						t.Fatal(err)
-					}
-					if res != wantRes || !reflect.DeepEqual(got, want) {
-						t.Fatalf("query %+v:\n got %+v (%d records)\nwant %+v (%d records)", q, res, len(got), wantRes, len(want))
-					}
+					checkQuery(t, db, all, q)
 				}
 			}
 		}
+	}
+}
+
+// checkQuery runs q and compares its records and result with the
+// reference implementation's over all.
+func checkQuery(t *testing.T, db *DB, all []schema.Record, q Query) {
+	t.Helper()
+	want, wantRes := refRecords(all, q)
+	var got []schema.Record
+	res, err := db.Query(context.Background(), q, func(r *schema.Record) error {
+		got = append(got, *r)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != wantRes || !reflect.DeepEqual(got, want) {
+		t.Fatalf("query %+v:\n got %+v (%d records)\nwant %+v (%d records)", q, res, len(got), wantRes, len(want))
 	}
 }
 

@@ -142,18 +142,7 @@ func TestSeal(t *testing.T) {
 		if i%2 == 0 {
 			q.Associated = &parties[rng.IntN(len(parties))]
 		}
-		want, wantRes := refRecords(all, q)
-		var got []schema.Record
-		res, err := db.Query(context.Background(), q, func(r *schema.Record) error {
-			got = append(got, *r)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res != wantRes || !reflect.DeepEqual(got, want) {
-			t.Fatalf("query %+v: %+v (%d records), want %+v (%d)", q, res, len(got), wantRes, len(want))
-		}
+		checkQuery(t, db, all, q)
 	}
 
 	// A purge of everything leaves no index entry behind.
