@@ -109,6 +109,25 @@ func TestSeal(t *testing.T) {
 	qs := []Query{{From: 0, To: last, Max: 10000}, {From: 0, To: last, Max: 1}, {From: 0, To: last, Max: 2500},
 		{From: 501, To: last, Max: 300}, {From: last - 4, To: last, Max: 10000}}
 	checkAnswers(t, db, qs)
+	// Traffic intervals: by the minute (the memo's steps) and by 7 s (read
+	// from the blocks), all and for a member.
+	ivs := []IntervalQuery{
+		{FromMs: 1_699_999_000_000, ToMs: 1_700_010_000_000, StepMs: 60_000},
+		{FromMs: 1_699_999_000_000, ToMs: 1_700_010_000_000, StepMs: 7_000, Member: &parties[1]},
+		{FromMs: 1_699_999_000_000, ToMs: 1_700_010_000_000, StepMs: 60_000, Type: "Producer", Member: &parties[0]},
+	}
+	intervals := func() [][]Interval {
+		var out [][]Interval
+		for _, q := range ivs {
+			iv, err := db.Intervals(context.Background(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, iv)
+		}
+		return out
+	}
+	ivBefore := intervals()
 	before, err := db.Stats()
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +155,16 @@ func TestSeal(t *testing.T) {
 	_ = db.bolt.View(func(tx *bolt.Tx) error { checkIndexes(t, tx); return nil })
 	checkFiltered(t, db, all, parties, []int{1, 60, 100000}, []int64{0, 500, 501, last - 5}, last)
 	checkAnswers(t, db, qs)
+	if got := intervals(); !reflect.DeepEqual(got, ivBefore) {
+		t.Errorf("intervals changed by sealing:\n got %v\nwant %v", got, ivBefore)
+	}
+	var counted int64
+	for _, iv := range ivBefore[0] {
+		counted += iv.Success + iv.Failure
+	}
+	if counted == 0 {
+		t.Error("the intervals count nothing: the check is empty")
+	}
 	for i := range 50 {
 		from := 500 + int64(rng.IntN(int(last-500+1)))
 		q := Query{From: from, To: from + int64(rng.IntN(30)), Max: 1 + rng.IntN(3000)}
