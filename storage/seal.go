@@ -265,26 +265,82 @@ func inflater(z []byte) (io.ReadCloser, error) {
 	return r, r.(kflate.Resetter).Reset(src, nil)
 }
 
-// sealedJSON inflates the JSON of sealed block h into dst's storage and
-// checks its length and CRC.
-func sealedJSON(dst []byte, h *blockHeader) ([]byte, error) {
-	if cap(dst) < h.bodyLen {
-		dst = make([]byte, 0, h.bodyLen)
-	}
-	dst = dst[:h.bodyLen]
+// eachSealedRecord inflates the JSON of sealed block h through a small
+// window (a block's JSON is about 1 MB) and calls fn with each record i for
+// which want(i) holds (every record when want is nil), its JSON valid only
+// during the call. Records are found by recordSep; the count and the JSON's
+// length and CRC-32 are checked. win is scratch, returned for reuse.
+func eachSealedRecord(h *blockHeader, win []byte, want func(i int) bool, fn func(i int, js []byte) error) ([]byte, error) {
 	r, err := inflater(h.zbody)
 	if err != nil {
-		return dst[:0], err
+		return win, err
 	}
 	defer inflaterPool.Put(r)
-	// The stream is not final: reading stops at the JSON's length.
-	if _, err := io.ReadFull(r, dst); err != nil {
-		return dst[:0], fmt.Errorf("%w: %v", errCorrupt, err)
+	win = win[:0]
+	if cap(win) < sealWindow {
+		win = make([]byte, 0, sealWindow)
 	}
-	if crc32.ChecksumIEEE(dst) != h.crc {
-		return dst[:0], fmt.Errorf("%w: JSON checksum", errCorrupt)
+	var crc uint32
+	read, i := 0, 0
+	for {
+		if read < h.bodyLen {
+			if len(win) == cap(win) {
+				win = slices.Grow(win, cap(win)) // a record larger than the window
+			}
+			n := min(cap(win)-len(win), h.bodyLen-read)
+			chunk := win[len(win) : len(win)+n]
+			// The stream is not final: reading stops at the JSON's length.
+			if _, err := io.ReadFull(r, chunk); err != nil {
+				return win, fmt.Errorf("%w: %v", errCorrupt, err)
+			}
+			crc = crc32.Update(crc, crc32.IEEETable, chunk)
+			read += n
+			win = win[:len(win)+n]
+		}
+		// The complete records in the window; the last one ends the JSON.
+		p := 0
+		for p < len(win) {
+			end := len(win)
+			if e := bytes.Index(win[p:], recordSep); e >= 0 {
+				end = p + e + 1
+			} else if read < h.bodyLen {
+				break
+			}
+			if i >= h.count {
+				return win, fmt.Errorf("%w: sealed record count", errCorrupt)
+			}
+			if want == nil || want(i) {
+				if err := fn(i, win[p:end]); err != nil {
+					return win, err
+				}
+			}
+			i++
+			p = min(end+1, len(win))
+		}
+		win = win[:copy(win, win[p:])]
+		if read == h.bodyLen && len(win) == 0 {
+			break
+		}
 	}
-	return dst, nil
+	if crc != h.crc {
+		return win, fmt.Errorf("%w: JSON checksum", errCorrupt)
+	}
+	if i != h.count {
+		return win, fmt.Errorf("%w: sealed record count", errCorrupt)
+	}
+	return win, nil
+}
+
+// sealWindow is the window eachSealedRecord inflates through.
+const sealWindow = 64 << 10
+
+// decodeSealedRecord decodes the JSON of one record of a sealed block.
+func decodeSealedRecord(js []byte) (schema.Record, error) {
+	r, err := schema.DecodeRecord(js, schema.DecodeOptions{})
+	if err != nil {
+		return r, fmt.Errorf("%w: sealed record: %v", errCorrupt, err)
+	}
+	return r, nil
 }
 
 // sealedRecords decodes the records of sealed block h (h.count of them)
@@ -292,56 +348,13 @@ func sealedJSON(dst []byte, h *blockHeader) ([]byte, error) {
 func sealedRecords(h *blockHeader, recs []schema.Record) error {
 	bp := bodyBufPool.Get().(*[]byte)
 	defer bodyBufPool.Put(bp)
-	js, err := sealedJSON(*bp, h)
-	*bp = js[:0]
-	if err != nil {
+	var err error
+	*bp, err = eachSealedRecord(h, *bp, nil, func(i int, js []byte) error {
+		var err error
+		recs[i], err = decodeSealedRecord(js)
 		return err
-	}
-	i, p := 0, 0
-	for p < len(js) {
-		end, ok := objectEnd(js, p)
-		if !ok || i >= len(recs) {
-			return fmt.Errorf("%w: sealed JSON", errCorrupt)
-		}
-		r, err := schema.DecodeRecord(js[p:end], schema.DecodeOptions{})
-		if err != nil {
-			return fmt.Errorf("%w: sealed record: %v", errCorrupt, err)
-		}
-		recs[i] = r
-		i++
-		p = end
-		if p < len(js) {
-			if js[p] != ',' {
-				return fmt.Errorf("%w: sealed JSON", errCorrupt)
-			}
-			p++
-		}
-	}
-	if i != len(recs) {
-		return fmt.Errorf("%w: sealed record count", errCorrupt)
-	}
-	return nil
-}
-
-// objectEnd returns the end of the flat JSON object at js[p] (records have
-// no nested values).
-func objectEnd(js []byte, p int) (int, bool) {
-	if p >= len(js) || js[p] != '{' {
-		return 0, false
-	}
-	for i := p + 1; i < len(js); i++ {
-		switch js[i] {
-		case '}':
-			return i + 1, true
-		case '"':
-			for i++; i < len(js) && js[i] != '"'; i++ {
-				if js[i] == '\\' {
-					i++
-				}
-			}
-		}
-	}
-	return 0, false
+	})
+	return err
 }
 
 // sealedColumns decodes sealed block h and returns its records as a
@@ -781,74 +794,15 @@ func (mw *matchWorker) matchSealed(v []byte, f filter) error {
 	if last < 0 {
 		return nil
 	}
-	// The JSON is inflated through a small window rather than whole: a
-	// block's is about 1 MB, and every worker would hold one.
-	r, err := inflater(h.zbody)
-	if err != nil {
+	mw.body, err = eachSealedRecord(&h, mw.body, func(i int) bool { return i <= last && cand(i) }, func(_ int, js []byte) error {
+		rec, err := decodeSealedRecord(js)
+		if err == nil && f.match(&rec) {
+			mw.out = append(mw.out, rec)
+		}
 		return err
-	}
-	defer inflaterPool.Put(r)
-	win := mw.body[:0]
-	if cap(win) < sealWindow {
-		win = make([]byte, 0, sealWindow)
-	}
-	defer func() { mw.body = win[:0] }()
-	var crc uint32
-	read, i := 0, 0
-	for {
-		if read < h.bodyLen {
-			if len(win) == cap(win) {
-				win = slices.Grow(win, cap(win)) // a record larger than the window
-			}
-			n := min(cap(win)-len(win), h.bodyLen-read)
-			chunk := win[len(win) : len(win)+n]
-			if _, err := io.ReadFull(r, chunk); err != nil {
-				return fmt.Errorf("%w: %v", errCorrupt, err)
-			}
-			crc = crc32.Update(crc, crc32.IEEETable, chunk)
-			read += n
-			win = win[:len(win)+n]
-		}
-		// The complete records in the window; the last one ends the JSON.
-		p := 0
-		for p < len(win) {
-			end := len(win)
-			if e := bytes.Index(win[p:], recordSep); e >= 0 {
-				end = p + e + 1
-			} else if read < h.bodyLen {
-				break
-			}
-			if i >= h.count {
-				return fmt.Errorf("%w: sealed record count", errCorrupt)
-			}
-			if i <= last && cand(i) {
-				rec, err := schema.DecodeRecord(win[p:end], schema.DecodeOptions{})
-				if err != nil {
-					return fmt.Errorf("%w: sealed record: %v", errCorrupt, err)
-				}
-				if f.match(&rec) {
-					mw.out = append(mw.out, rec)
-				}
-			}
-			i++
-			p = min(end+1, len(win))
-		}
-		win = win[:copy(win, win[p:])]
-		if read == h.bodyLen && len(win) == 0 {
-			break
-		}
-	}
-	if crc != h.crc {
-		return fmt.Errorf("%w: JSON checksum", errCorrupt)
-	}
-	if i != h.count {
-		return fmt.Errorf("%w: sealed record count", errCorrupt)
-	}
-	return nil
+	})
+	return err
 }
-
-// sealWindow is the window matchSealed inflates through.
-const sealWindow = 64 << 10
 
 // recordSep is where one record's JSON ends and the next begins. It
 // cannot occur inside a string (a quote there is escaped) and every record
