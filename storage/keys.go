@@ -3,6 +3,8 @@ package storage
 import (
 	"encoding/binary"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/opmond/opmond/schema"
 )
 
@@ -107,4 +109,36 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// addEntry returns a func that appends the index entry of a prefix (party
+// hash or minute key) for block key to keys.
+func addEntry(keys *[]indexKey, key blockKey) func(uint64) error {
+	return func(p uint64) error {
+		var e indexKey
+		binary.BigEndian.PutUint64(e[:8], p)
+		copy(e[8:], key[:])
+		*keys = append(*keys, e)
+		return nil
+	}
+}
+
+// deleteEntries deletes the party and minute index entries of block key,
+// whose header is h, calling minute (if set) with each minute key.
+func deleteEntries(party, reqmin *bolt.Bucket, key []byte, h *blockHeader, minute func(uint64)) error {
+	var ik indexKey
+	copy(ik[8:], key)
+	if err := h.eachParty(func(p uint64) error {
+		binary.BigEndian.PutUint64(ik[:8], p)
+		return party.Delete(ik[:])
+	}); err != nil {
+		return err
+	}
+	return h.eachMinute(func(m uint64) error {
+		if minute != nil {
+			minute(m)
+		}
+		binary.BigEndian.PutUint64(ik[:8], m)
+		return reqmin.Delete(ik[:])
+	})
 }

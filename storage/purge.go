@@ -3,7 +3,6 @@ package storage
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -132,17 +131,9 @@ func (p *purgeBatch) run(tx *bolt.Tx) error {
 func (p *purgeBatch) delete(tx *bolt.Tx) error {
 	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
 	sealed := tx.Bucket(bucketSealed)
-	var ik [8 + blockKeyLen]byte
-	del := func(b *bolt.Bucket) func(uint64) error {
-		return func(p uint64) error {
-			binary.BigEndian.PutUint64(ik[:8], p)
-			return b.Delete(ik[:])
-		}
-	}
 	// Seek past the key just deleted rather than First or Next: First walks
 	// every leaf emptied so far in the transaction (the tree is rebalanced
 	// only at commit), and bbolt's Next after Delete skips a key.
-	delMin := del(reqmin)
 	var at blockKey
 	c := blocks.Cursor()
 	for k, v := c.Seek(at[:]); k != nil && bytes.Compare(k, p.end) < 0; k, v = c.Seek(at[:]) {
@@ -154,11 +145,7 @@ func (p *purgeBatch) delete(tx *bolt.Tx) error {
 			return fmt.Errorf("block %x: %w", k, err)
 		}
 		copy(at[:], k)
-		copy(ik[8:], k)
-		if err := h.eachParty(del(party)); err != nil {
-			return err
-		}
-		if err := h.eachMinute(func(m uint64) error { p.minutes = append(p.minutes, m); return delMin(m) }); err != nil {
+		if err := deleteEntries(party, reqmin, k, &h, func(m uint64) { p.minutes = append(p.minutes, m) }); err != nil {
 			return err
 		}
 		for i := range h.chunks {

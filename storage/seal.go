@@ -632,13 +632,6 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (next b
 // (a purge may have removed some meanwhile), with their index entries.
 func (op *sealOp) apply(tx *bolt.Tx, pidx *partyIndexMemory, partyKeys, minKeys *[]indexKey) (blocksDelta int64, err error) {
 	blocks, party, reqmin := tx.Bucket(bucketBlocks), tx.Bucket(bucketParty), tx.Bucket(bucketReqMin)
-	var ik indexKey
-	del := func(b *bolt.Bucket) func(uint64) error {
-		return func(p uint64) error {
-			binary.BigEndian.PutUint64(ik[:8], p)
-			return b.Delete(ik[:])
-		}
-	}
 	var followers []blockKey // the last replaced key of each run
 runs:
 	for _, run := range op.runs {
@@ -653,11 +646,7 @@ runs:
 			if err != nil {
 				return 0, err
 			}
-			copy(ik[8:], k[:])
-			if err := h.eachParty(del(party)); err != nil {
-				return 0, err
-			}
-			if err := h.eachMinute(del(reqmin)); err != nil {
+			if err := deleteEntries(party, reqmin, k[:], &h, nil); err != nil {
 				return 0, err
 			}
 			if err := blocks.Delete(k[:]); err != nil {
@@ -680,21 +669,12 @@ runs:
 		if err != nil {
 			return 0, err
 		}
-		add := func(keys *[]indexKey) func(uint64) error {
-			return func(p uint64) error {
-				var e indexKey
-				binary.BigEndian.PutUint64(e[:8], p)
-				copy(e[8:], key[:])
-				*keys = append(*keys, e)
-				return nil
-			}
-		}
 		// Every party of a sealed block has its own entry: its sequence
 		// number no longer says how many blocks of the second come before.
-		if err := h.eachParty(add(partyKeys)); err != nil {
+		if err := h.eachParty(addEntry(partyKeys, key)); err != nil {
 			return 0, err
 		}
-		if err := h.eachMinute(add(minKeys)); err != nil {
+		if err := h.eachMinute(addEntry(minKeys, key)); err != nil {
 			return 0, err
 		}
 		blocksDelta += 1 - int64(len(run.keys))
@@ -720,15 +700,7 @@ runs:
 			if err != nil {
 				return 0, err
 			}
-			var key blockKey
-			copy(key[:], k)
-			if err := h.eachParty(func(p uint64) error {
-				var e indexKey
-				binary.BigEndian.PutUint64(e[:8], p)
-				copy(e[8:], key[:])
-				*partyKeys = append(*partyKeys, e)
-				return nil
-			}); err != nil {
+			if err := h.eachParty(addEntry(partyKeys, blockKey(k))); err != nil {
 				return 0, err
 			}
 		}

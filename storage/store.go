@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -355,16 +354,7 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 			if err != nil {
 				return err
 			}
-			add := func(keys *[]indexKey) func(uint64) error {
-				return func(p uint64) error {
-					var ik indexKey
-					binary.BigEndian.PutUint64(ik[:8], p)
-					copy(ik[8:], key[:])
-					*keys = append(*keys, ik)
-					return nil
-				}
-			}
-			addParty := add(&partyKeys)
+			addParty := addEntry(&partyKeys, key)
 			if r.stamp {
 				// Only the first block of a party in each window of a
 				// second gets an entry (see partyWindow).
@@ -379,7 +369,7 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 			if err := h.eachParty(addParty); err != nil {
 				return err
 			}
-			if err := h.eachMinute(add(&minKeys)); err != nil {
+			if err := h.eachMinute(addEntry(&minKeys, key)); err != nil {
 				return err
 			}
 			nBlocks++
