@@ -94,6 +94,8 @@ func relToRequestIn(f schema.Field) bool {
 
 type blockEncoder struct {
 	body    []byte
+	packed  []byte
+	raw     []byte
 	parties []uint64
 	minutes []uint64
 }
@@ -104,12 +106,16 @@ var encoderPool = sync.Pool{New: func() any { return new(blockEncoder) }}
 func encodeBlock(recs []schema.Record) []byte {
 	e := encoderPool.Get().(*blockEncoder)
 	defer encoderPool.Put(e)
-	body := appendColumns(e.body[:0], recs)
+	var starts [schema.NumFields + 1]int
+	body := appendColumns(e.body[:0], recs, &starts)
+	packed, raw := packBody(e.packed[:0], e.raw[:0], body, recs, &starts)
 	parties, minutes := blockKeys(recs, e.parties[:0], e.minutes[:0])
-	out := make([]byte, 0, 32+8*len(parties)+2*len(minutes)+len(body)/3)
-	out = appendHeaderKeys(append(out, blockVersion), len(recs), len(body), parties, minutes)
-	out = zstdEncoder().EncodeAll(body, out)
-	e.body, e.parties, e.minutes = body, parties, minutes
+	out := make([]byte, 0, 32+8*len(parties)+2*len(minutes)+len(raw)+len(packed)/3)
+	out = appendHeaderKeys(append(out, blockVersionPacked), len(recs), len(body), parties, minutes)
+	out = binary.AppendUvarint(out, uint64(len(raw)))
+	out = append(out, raw...)
+	out = zstdEncoder().EncodeAll(packed, out)
+	e.body, e.packed, e.raw, e.parties, e.minutes = body, packed, raw, parties, minutes
 	return out
 }
 
@@ -152,12 +158,18 @@ func appendHeaderKeys(out []byte, count, bodyLen int, parties, minutes []uint64)
 	return out
 }
 
-// appendColumns appends the uncompressed body of recs to body.
-func appendColumns(body []byte, recs []schema.Record) []byte {
+// appendColumns appends the uncompressed (version 1) body of recs to body.
+// If starts is not nil, starts[f] is set to the offset in the appended body
+// where the column of field f starts, and starts[NumFields] to its length.
+func appendColumns(body []byte, recs []schema.Record, starts *[schema.NumFields + 1]int) []byte {
+	base := len(body)
 	for i := range recs {
 		body = binary.AppendUvarint(body, uint64(recs[i].Has&schema.AllFields)>>1)
 	}
 	for f := schema.Field(1); f < schema.NumFields; f++ {
+		if starts != nil {
+			starts[f] = len(body) - base
+		}
 		slot := fieldSlot[f]
 		switch fieldKind[f] {
 		case schema.KindString:
@@ -196,7 +208,9 @@ func appendColumns(body []byte, recs []schema.Record) []byte {
 			}
 		}
 	}
-
+	if starts != nil {
+		starts[schema.NumFields] = len(body) - base
+	}
 	return body
 }
 
@@ -210,6 +224,7 @@ type blockHeader struct {
 	nMin    int
 	zbody   []byte // the zstd frame, or for a sealed block its deflate stream
 	sealed  bool   // block version 2 (seal.go); bodyLen is then its JSON's
+	packed  bool   // block version 3: zbody holds the packed body (uuidpack.go)
 	crc     uint32 // sealed: CRC-32 (IEEE) of the JSON
 	tagW    int    // sealed: bytes per tag
 	tags    []byte // sealed: 2 tags per record (seal.go)
@@ -218,10 +233,11 @@ type blockHeader struct {
 
 func parseHeader(v []byte) (blockHeader, error) {
 	var h blockHeader
-	if len(v) == 0 || v[0] != blockVersion && v[0] != blockVersionSealed {
+	if len(v) == 0 || !storedVersion(v[0]) && v[0] != blockVersionSealed {
 		return h, fmt.Errorf("%w: unknown block version", errCorrupt)
 	}
 	h.sealed = v[0] == blockVersionSealed
+	h.packed = v[0] == blockVersionPacked
 	p := 1
 	uv := func() uint64 {
 		if p < 0 {
@@ -340,11 +356,21 @@ func decompressInto(dst []byte, h *blockHeader) ([]byte, error) {
 	if cap(dst) < h.bodyLen {
 		dst = make([]byte, 0, h.bodyLen)
 	}
-	buf, err := zstdDecoder().DecodeAll(h.zbody, dst[:0:h.bodyLen])
+	return appendBody(dst[:0], h)
+}
+
+// appendBody appends the uncompressed body of a stored block to dst.
+func appendBody(dst []byte, h *blockHeader) ([]byte, error) {
+	if h.packed {
+		return unpackFrame(dst, h)
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, h.bodyLen)
+	buf, err := zstdDecoder().DecodeAll(h.zbody, dst[:n:n+h.bodyLen])
 	if err != nil {
 		return dst, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
-	if len(buf) != h.bodyLen {
+	if len(buf)-n != h.bodyLen {
 		return dst, fmt.Errorf("%w: body length", errCorrupt)
 	}
 	return buf, nil

@@ -119,6 +119,7 @@ func TestPartyHashDistinguishes(t *testing.T) {
 func FuzzDecodeBlock(f *testing.F) {
 	f.Add(encodeBlock([]schema.Record{mkRec(f, "1", "EE/GOV/1/a", "EE/GOV/2", 5, true)}))
 	f.Add(encodeBlock(schematest.Records(20, 1, 0)))
+	f.Add(encodeBlockV1(schematest.Records(20, 1, 0)))
 	var sb sealBuf
 	sealed, _, ok, err := sb.encodeSealed(schematest.Records(6, 1, 0), 77)
 	if err != nil || !ok {

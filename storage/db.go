@@ -50,14 +50,15 @@ import (
 var ErrClosed = errors.New("database closed")
 
 // Format of the database file, stored in the meta bucket. Version 2 has
-// the sparse party index, version 3 sealed blocks (seal.go). Files of
-// versions 1 and 2 are valid version 3 files (a version 1 index has an
-// entry for every block; neither has sealed blocks) and are upgraded by
+// the sparse party index, version 3 sealed blocks (seal.go), version 4
+// packed blocks (uuidpack.go). Files of an older version are valid files of
+// the current one (a version 1 index has an entry for every block; blocks
+// of the versions they lack are simply absent) and are upgraded by
 // rewriting the version, which stops older binaries from reading them; the
 // sealer then seals their blocks in the background.
 const (
 	formatName    = "opmond-db"
-	formatVersion = 3
+	formatVersion = 4
 )
 
 var (
@@ -196,7 +197,7 @@ func initBuckets(tx *bolt.Tx) error {
 		f := string(meta.Get(metaFormat))
 		switch {
 		case f == formatString():
-		case f == formatName+" 1", f == formatName+" 2":
+		case f == formatName+" 1", f == formatName+" 2", f == formatName+" 3":
 			if err := meta.Put(metaFormat, []byte(formatString())); err != nil {
 				return err
 			}

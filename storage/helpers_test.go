@@ -264,3 +264,45 @@ func storeRandomly(t testing.TB, db *DB, clk *testClock, rng *rand.Rand, gen []s
 	}
 	return all, ts
 }
+
+// oldFile writes recs into a new database file with Import, batch records
+// at a time, then lets rewrite change the file (in one transaction) into
+// what an older version wrote, marks it format old, and reopens it. It
+// checks that opening upgraded the format.
+func oldFile(t *testing.T, recs []schema.Record, batch int, old string, rewrite func(tx *bolt.Tx) error, opts Options) *DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(recs); i += batch {
+		if err := db.Import(context.Background(), recs[i:min(i+batch, len(recs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+		if rewrite != nil {
+			if err := rewrite(tx); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(metaFormat, []byte(old))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(path, opts); err != nil {
+		t.Fatalf("%s refused: %v", old, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	var format string
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		format = string(tx.Bucket(bucketMeta).Get(metaFormat))
+		return nil
+	})
+	if format != formatString() {
+		t.Errorf("format %q after open, want %q", format, formatString())
+	}
+	return db
+}

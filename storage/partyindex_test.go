@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -72,40 +71,12 @@ func TestPartyIndexMemoryRollback(t *testing.T) {
 // TestOpenUpgradesVersion1: a version 1 file (an entry per block and party)
 // opens, is marked version 2, and answers filtered queries.
 func TestOpenUpgradesVersion1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v1.db")
-	db, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	recs := schematest.Records(300, 3, 1_700_000_000_000)
 	for i := range recs {
 		recs[i].SetInt(schema.FMonitoringDataTs, 1000)
 	}
 	// Import writes an entry for every block and party, as version 1 did.
-	for i := 0; i < len(recs); i += 10 {
-		if err := db.Import(context.Background(), recs[i:i+10]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.bolt.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(metaFormat, []byte("opmond-db 1"))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	db, err = Open(path, Options{})
-	if err != nil {
-		t.Fatalf("version 1 refused: %v", err)
-	}
-	defer db.Close()
-	var format string
-	_ = db.bolt.View(func(tx *bolt.Tx) error {
-		format = string(tx.Bucket(bucketMeta).Get(metaFormat))
-		return nil
-	})
-	if format != formatString() {
-		t.Errorf("format %q after open, want %q", format, formatString())
-	}
+	db := oldFile(t, recs, 10, "opmond-db 1", nil, Options{})
 	c := schematest.NewDataset().Clients[2]
 	q := Query{From: 0, To: 2000, Max: 1000, Associated: &c}
 	want, _ := refRecords(recs, q)

@@ -77,6 +77,7 @@ type fetched struct {
 	bodyLen  int
 	zlo, zhi int
 	sealed   bool // zbuf[zlo:zhi] holds a sealed block's value, its stream from slo
+	packed   bool // zbuf[zlo:zhi] holds a version 3 block's frame
 	slo      int
 	crc      uint32 // sealed: the CRC-32 of its JSON
 	w        int
@@ -172,7 +173,7 @@ func (mw *matchWorker) match(b *fetched, z []byte, f filter) error {
 		return mw.matchSealed(z, f)
 	}
 	var err error
-	mw.body, err = decompressInto(mw.body, &blockHeader{count: b.count, bodyLen: b.bodyLen, zbody: z, sealed: b.sealed, crc: b.crc})
+	mw.body, err = decompressInto(mw.body, &blockHeader{count: b.count, bodyLen: b.bodyLen, zbody: z, sealed: b.sealed, packed: b.packed, crc: b.crc})
 	if err != nil {
 		return err
 	}
@@ -397,7 +398,7 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 			if raw {
 				zlo := len(zbuf)
 				zbuf = append(zbuf, h.zbody...)
-				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf)})
+				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf), packed: h.packed})
 				continue
 			}
 			if h, err = wholeBlock(tx, k, h); err != nil {

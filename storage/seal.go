@@ -365,7 +365,7 @@ func sealedColumns(dst []byte, h *blockHeader) ([]byte, error) {
 	if err := sealedRecords(h, recs); err != nil {
 		return dst, err
 	}
-	return appendColumns(dst[:0], recs), nil
+	return appendColumns(dst[:0], recs, nil), nil
 }
 
 // The sealer.
@@ -533,15 +533,11 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (next b
 		for i := range r.heads {
 			h := &r.heads[i]
 			start := len(bodies)
-			bodies = slices.Grow(bodies, h.bodyLen)
-			out, err := zstdDecoder().DecodeAll(h.zbody, bodies[:start:start+h.bodyLen])
+			out, err := appendBody(bodies, h)
 			if err != nil {
-				return fmt.Errorf("block %x: %w: %v", r.keys[i], errCorrupt, err)
+				return fmt.Errorf("block %x: %w", r.keys[i], err)
 			}
 			bodies = out
-			if len(out)-start != h.bodyLen {
-				return fmt.Errorf("block %x: %w: body length", r.keys[i], errCorrupt)
-			}
 			n := len(recs)
 			recs = slices.Grow(recs, h.count)[:n+h.count]
 			if err := decodeBody(unsafe.String(&bodies[start], h.bodyLen), recs[n:]); err != nil {
@@ -637,7 +633,7 @@ runs:
 	for _, run := range op.runs {
 		for i, k := range run.keys {
 			v := blocks.Get(k[:])
-			if len(v) != run.lens[i] || v[0] != blockVersion {
+			if len(v) != run.lens[i] || !storedVersion(v[0]) {
 				continue runs
 			}
 		}
@@ -693,7 +689,7 @@ runs:
 		ts, seq := keyTs(last[:]), binary.BigEndian.Uint64(last[8:])
 		from := makeBlockKey(ts, seq+1)
 		for k, v := c.Seek(from[:]); k != nil && keyTs(k) == ts && binary.BigEndian.Uint64(k[8:]) < seq+partyWindow; k, v = c.Next() {
-			if v[0] != blockVersion {
+			if !storedVersion(v[0]) {
 				continue
 			}
 			h, err := parseHeader(v)

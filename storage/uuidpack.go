@@ -1,0 +1,228 @@
+package storage
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"github.com/opmond/opmond/schema"
+)
+
+// Block version 3 (blockVersionPacked) is version 1 with its body packed:
+// the messageId and xRequestId columns, which security servers fill with
+// random UUIDs, are cut out of the body, and each canonical UUID among
+// their values is kept as its 16 bytes, outside the zstd frame. zstd's
+// fast levels store the literals of a block that holds random text or bytes
+// nearly raw (one Huffman table for all of them), so the two UUIDs took 46
+// of a record's 90 compressed bytes; packed, they take 32 and the rest
+// compresses as before.
+//
+//	after the header: uvarint u, then u bytes: the packed UUIDs, 16 each
+//	                  zstd frame of:
+//	for each UUID field, in field order:
+//	  uvarint offset in rest where its column was cut out
+//	  uvarint n, then n values: 0x00 for the next packed UUID
+//	  (lowercase, 8-4-4-4-12), or uvarint len+1 and the string's bytes
+//	rest: the version 1 body without those columns
+//
+// Unpacking rebuilds the version 1 body exactly, so everything that reads
+// bodies is the same for both versions; the header is version 1's and a
+// block's zbody (blockHeader) is all that follows it.
+const blockVersionPacked = 3
+
+// uuidFields are the packed columns, in field order.
+var uuidFields = [...]schema.Field{schema.FMessageID, schema.FXRequestID}
+
+// storedVersion reports whether a block version is a stored (columnar)
+// form, as opposed to sealed.
+func storedVersion(v byte) bool { return v == blockVersion || v == blockVersionPacked }
+
+// packBody appends to dst the packed form of body, the version 1 body of
+// recs whose column of field f starts at starts[f] (appendColumns), and to
+// raw the packed UUIDs.
+func packBody(dst, raw, body []byte, recs []schema.Record, starts *[schema.NumFields + 1]int) ([]byte, []byte) {
+	cut := 0 // bytes cut out of body before the current column
+	for _, f := range uuidFields {
+		dst = binary.AppendUvarint(dst, uint64(starts[f]-cut))
+		cut += starts[f+1] - starts[f]
+		slot := fieldSlot[f]
+		n := 0
+		for i := range recs {
+			if recs[i].Has.Has(f) {
+				n++
+			}
+		}
+		dst = binary.AppendUvarint(dst, uint64(n))
+		for i := range recs {
+			if !recs[i].Has.Has(f) {
+				continue
+			}
+			s := recs[i].Strs[slot]
+			if u, ok := parseUUID(s); ok {
+				dst = append(dst, 0)
+				raw = append(raw, u[:]...)
+				continue
+			}
+			dst = binary.AppendUvarint(dst, uint64(len(s))+1)
+			dst = append(dst, s...)
+		}
+	}
+	prev := 0
+	for _, f := range uuidFields {
+		dst = append(dst, body[prev:starts[f]]...)
+		prev = starts[f+1]
+	}
+	return append(dst, body[prev:]...), raw
+}
+
+var packedBufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// unpackFrame decompresses a version 3 block's frame and appends the
+// unpacked body to dst.
+func unpackFrame(dst []byte, h *blockHeader) ([]byte, error) {
+	u, k := binary.Uvarint(h.zbody)
+	if k <= 0 || u%16 != 0 || u > uint64(len(h.zbody)-k) || u/16 > 2*maxBlockRecords {
+		return dst, fmt.Errorf("%w: packed UUIDs", errCorrupt)
+	}
+	raw, frame := h.zbody[k:k+int(u)], h.zbody[k+int(u):]
+	bp := packedBufPool.Get().(*[]byte)
+	defer packedBufPool.Put(bp)
+	// Packing shrinks a canonical UUID and may grow another string's
+	// length by a byte; each column adds two uvarints.
+	limit := h.bodyLen + 2*h.count + 4*binary.MaxVarintLen64
+	if cap(*bp) < limit {
+		*bp = make([]byte, 0, limit)
+	}
+	packed, err := zstdDecoder().DecodeAll(frame, (*bp)[:0:limit])
+	if err != nil {
+		return dst, fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	*bp = packed[:0]
+	return unpackBody(dst, packed, raw, h.bodyLen)
+}
+
+// unpackBody appends to dst the version 1 body of bodyLen bytes that packed
+// and raw (the packed UUIDs) hold.
+func unpackBody(dst, packed, raw []byte, bodyLen int) ([]byte, error) {
+	bad := func(what string) error { return fmt.Errorf("%w: packed body: %s", errCorrupt, what) }
+	type column struct {
+		at     int    // offset in rest
+		values []byte // the packed values
+		n      int
+	}
+	var cols [len(uuidFields)]column
+	p, nraw := 0, 0
+	uv := func() (uint64, bool) {
+		x, k := binary.Uvarint(packed[p:])
+		if k <= 0 {
+			return 0, false
+		}
+		p += k
+		return x, true
+	}
+	for c := range cols {
+		at, ok1 := uv()
+		n, ok2 := uv()
+		if !ok1 || !ok2 || n > maxBlockRecords {
+			return dst, bad("column header")
+		}
+		start := p
+		for range n {
+			if p >= len(packed) {
+				return dst, bad("truncated value")
+			}
+			if packed[p] == 0 {
+				p++
+				if len(raw) < 16*(nraw+1) {
+					return dst, bad("packed UUIDs")
+				}
+				nraw++
+			} else if l, ok := uv(); !ok || l-1 > uint64(len(packed)-p) {
+				return dst, bad("value length")
+			} else {
+				p += int(l - 1)
+			}
+			if p > len(packed) {
+				return dst, bad("truncated value")
+			}
+		}
+		cols[c] = column{at: int(at), values: packed[start:p], n: int(n)}
+	}
+	rest := packed[p:]
+	prev, base := 0, len(dst)
+	for _, c := range cols {
+		if c.at < prev || c.at > len(rest) {
+			return dst, bad("column offset")
+		}
+		dst = append(dst, rest[prev:c.at]...)
+		prev = c.at
+		v := c.values
+		for range c.n {
+			if v[0] == 0 {
+				dst = append(dst, 36)
+				dst = appendUUID(dst, raw[:16])
+				raw, v = raw[16:], v[1:]
+				continue
+			}
+			l, k := binary.Uvarint(v)
+			dst = binary.AppendUvarint(dst, l-1)
+			dst = append(dst, v[k:k+int(l-1)]...)
+			v = v[k+int(l-1):]
+		}
+	}
+	dst = append(dst, rest[prev:]...)
+	if len(raw) != 0 {
+		return dst, bad("packed UUIDs left over")
+	}
+	if len(dst)-base != bodyLen {
+		return dst, bad("body length")
+	}
+	return dst, nil
+}
+
+// parseUUID returns the 16 bytes of s if s is a UUID in the canonical form
+// that appendUUID writes back identically.
+func parseUUID(s string) (u [16]byte, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	j := 0
+	for i := 0; i < 36; {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i++
+			continue
+		}
+		hi, ok1 := fromHex(s[i])
+		lo, ok2 := fromHex(s[i+1])
+		if !ok1 || !ok2 {
+			return u, false
+		}
+		u[j] = hi<<4 | lo
+		j++
+		i += 2
+	}
+	return u, true
+}
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false // upper case too: it would not come back the same
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendUUID appends the canonical form of the 16 bytes u.
+func appendUUID(dst, u []byte) []byte {
+	for i, b := range u[:16] {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst = append(dst, '-')
+		}
+		dst = append(dst, hexDigits[b>>4], hexDigits[b&15])
+	}
+	return dst
+}

@@ -1,0 +1,175 @@
+package storage
+
+import (
+	"context"
+	"slices"
+
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/opmond/opmond/schema"
+	"github.com/opmond/opmond/schema/schematest"
+)
+
+// encodeBlockV1 encodes recs as a version 1 block, as opmond wrote them
+// before version 3: such blocks stay readable.
+func encodeBlockV1(recs []schema.Record) []byte {
+	body := appendColumns(nil, recs, nil)
+	parties, minutes := blockKeys(recs, nil, nil)
+	out := appendHeaderKeys([]byte{blockVersion}, len(recs), len(body), parties, minutes)
+	return zstdEncoder().EncodeAll(body, out)
+}
+
+// uuidLike are messageId and xRequestId values around the canonical form.
+var uuidLike = []string{
+	"7ff82b09-f3bb-45c8-9c70-b8b87b2fdac4",  // packed
+	"00000000-0000-0000-0000-000000000000",  // packed
+	"7FF82B09-F3BB-45C8-9C70-B8B87B2FDAC4",  // upper case: kept as text
+	"7ff82b09-f3bb-45c8-9c70-b8b87b2fdac",   // short
+	"7ff82b09-f3bb-45c8-9c70-b8b87b2fdac4x", // long
+	"7ff82b09f3bb-45c8-9c70-b8b87b2fdac4-",  // a dash misplaced
+	"7ff82b09-f3bb-45c8-9c70-b8b87b2fdag4",  // not hex
+	"{7ff82b09-f3bb-45c8-9c70-b8b87b2fdac}",
+	"",
+	"ä",
+	strings.Repeat("x", 126), strings.Repeat("x", 127), strings.Repeat("y", 128), // length prefix grows
+	"ID11234",
+}
+
+func TestPackedBlockRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := range 300 {
+		recs := make([]schema.Record, 1+rng.IntN(40))
+		for i := range recs {
+			recs[i] = randomRecord(rng)
+			for _, f := range uuidFields {
+				switch rng.IntN(3) {
+				case 0:
+					recs[i].SetStr(f, uuidLike[rng.IntN(len(uuidLike))])
+				case 1:
+					recs[i].Clear(f)
+				}
+			}
+		}
+		if n == 0 {
+			recs = schematest.Records(100, 9, 0) // the realistic case
+		}
+		for _, v := range [][]byte{encodeBlock(recs), encodeBlockV1(recs)} {
+			h, err := parseHeader(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.packed != (v[0] == blockVersionPacked) {
+				t.Fatalf("version %d: packed %v", v[0], h.packed)
+			}
+			body, err := decompress(&h)
+			if err != nil {
+				t.Fatalf("version %d: %v", v[0], err)
+			}
+			if want := string(appendColumns(nil, recs, nil)); body != want {
+				t.Fatalf("version %d: body differs from the version 1 body", v[0])
+			}
+			got := make([]schema.Record, h.count)
+			if err := decodeBody(body, got); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, recs) {
+				t.Fatalf("version %d: round trip differs:\n got %+v\nwant %+v", v[0], got, recs)
+			}
+		}
+	}
+}
+
+// TestPackedBlockIsSmaller: the reason for version 3.
+func TestPackedBlockIsSmaller(t *testing.T) {
+	recs := schematest.Records(1000, 5, 0)
+	var v1, v3 int
+	for i := 0; i < len(recs); i += 100 {
+		v1 += len(encodeBlockV1(recs[i : i+100]))
+		v3 += len(encodeBlock(recs[i : i+100]))
+	}
+	t.Logf("version 1: %.1f B/record, version 3: %.1f B/record", float64(v1)/1000, float64(v3)/1000)
+	if v3 > v1*9/10 {
+		t.Errorf("version 3 blocks are %d bytes, version 1 %d: packing saves less than 10%%", v3, v1)
+	}
+}
+
+func TestUnpackCorrupt(t *testing.T) {
+	recs := schematest.Records(30, 2, 0)
+	var starts [schema.NumFields + 1]int
+	body := appendColumns(nil, recs, &starts)
+	packed, raw := packBody(nil, nil, body, recs, &starts)
+	if got, err := unpackBody(nil, packed, raw, len(body)); err != nil || string(got) != string(body) {
+		t.Fatalf("unpack: %v", err)
+	}
+	// Every truncation and every single-byte change fails cleanly or
+	// yields a body of the stated length.
+	for i := range packed {
+		if _, err := unpackBody(nil, packed[:i], raw, len(body)); err == nil {
+			t.Fatalf("truncated at %d: no error", i)
+		}
+		for _, b := range []byte{0, 1, 0x7f, 0x80, 0xff} {
+			p := append([]byte(nil), packed...)
+			p[i] = b
+			if got, err := unpackBody(nil, p, raw, len(body)); err == nil && len(got) != len(body) {
+				t.Fatalf("byte %d = %#x: %d bytes without error", i, b, len(got))
+			}
+		}
+	}
+	if _, err := unpackBody(nil, packed, raw[:len(raw)-16], len(body)); err == nil {
+		t.Error("a packed UUID missing: no error")
+	}
+	if _, err := unpackBody(nil, packed, append(raw, raw[:16]...), len(body)); err == nil {
+		t.Error("a packed UUID too many: no error")
+	}
+}
+
+// TestOpenUpgradesVersion3: a format 3 file, whose stored blocks are all
+// version 1, opens as format 4, answers every query as before, and seals
+// its version 1 blocks like version 3 ones.
+func TestOpenUpgradesVersion3(t *testing.T) {
+	recs := schematest.Records(3000, 7, 1_700_000_000_000)
+	for i := range recs {
+		recs[i].SetInt(schema.FMonitoringDataTs, int64(1000+i/300))
+	}
+	// Every block rewritten as version 1.
+	rewrite := func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketBlocks)
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			h, err := parseHeader(v)
+			if err != nil || !h.packed {
+				t.Fatalf("block %x: %v, packed %v", k, err, h.packed)
+			}
+			body, err := decompress(&h)
+			if err != nil {
+				return err
+			}
+			blk := make([]schema.Record, h.count)
+			if err := decodeBody(body, blk); err != nil {
+				return err
+			}
+			if err := b.Put(slices.Clone(k), encodeBlockV1(blk)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	clk := &testClock{t: 5000}
+	db := oldFile(t, recs, 100, "opmond-db 3", rewrite, Options{Now: clk.Now})
+	c := schematest.NewDataset().Clients[1]
+	queries := []Query{{From: 0, To: 2000, Max: 1000}, {From: 0, To: 2000, Max: 10000, Associated: &c}}
+	for _, q := range queries {
+		checkQuery(t, db, recs, q)
+	}
+	if n, err := db.SealPending(context.Background()); err != nil || n == 0 {
+		t.Fatalf("sealing version 1 blocks: %d, %v", n, err)
+	}
+	for _, q := range queries {
+		checkQuery(t, db, recs, q)
+	}
+}
