@@ -35,8 +35,14 @@ const (
 	exitUsage = 2
 )
 
-// defaultMemoryLimit is the Go runtime's soft memory limit for serve.
-const defaultMemoryLimit = 32 << 20
+// The Go runtime's soft memory limit and garbage collection target for
+// serve. At 60% the heap grows to 1.6 times what is live instead of twice:
+// in opmonbench the peak RSS went from 48–49 to 43–44 MiB at the same store
+// rate.
+const (
+	defaultMemoryLimit = 32 << 20
+	defaultGCPercent   = 60
+)
 
 // usageError is a command-line mistake (exit 2).
 type usageError struct{ msg string }
@@ -199,9 +205,12 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	// Small hosts are the point: collect garbage before the heap doubles.
-	// GOMEMLIMIT in the environment overrides this soft limit.
+	// GOMEMLIMIT and GOGC in the environment override these.
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

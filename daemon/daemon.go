@@ -306,6 +306,11 @@ func (d *Daemon) Start() {
 	}
 	d.goRun("purge", func() { d.runPurge(ctx) })
 	d.startGRPC(ctx)
+	if n, err := releaseExecutable(); err != nil {
+		d.log.Debug().Err(err).Msg("start-up pages not released")
+	} else {
+		d.log.Debug().Int64("bytes", n).Msg("start-up pages released")
+	}
 	d.log.Info().Str("listen", d.ln.Addr().String()).Str("scheme", d.cfg.OpMonitor.Scheme).
 		Str("database", d.cfg.OpMonitor.Database).Str("version", Version).Msg("opmond started")
 }
