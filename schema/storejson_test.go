@@ -1025,3 +1025,36 @@ func TestDecodeKeyOrders(t *testing.T) {
 		t.Errorf("decoded %+v", r)
 	}
 }
+
+// TestStoreRequestRelease: a released request's slice serves the next
+// request, and the strings taken from the first stay as they were.
+func TestStoreRequestRelease(t *testing.T) {
+	first, err := DecodeStoreRequest([]byte(`{"records":[{`+minimalRecord+`,"messageId":"one","serviceCode":"a"},{`+minimalRecord+`,"messageId":"two"}]}`), DecodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := first.Records[0].Str(FMessageID)
+	firstSlice := &first.Records[:1][0]
+	first.Release()
+	if first.Records != nil {
+		t.Fatal("released request still has its records")
+	}
+	reused := false
+	for range 10 { // a sync.Pool may drop what it was given; try a few
+		second, err := DecodeStoreRequest([]byte(`{"records":[{`+minimalRecord+`,"messageId":"three"}]}`), DecodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(second.Records) != 1 || second.Records[0].Str(FMessageID) != "three" || second.Records[0].Has.Has(FServiceCode) {
+			t.Fatalf("second request decoded as %+v", second.Records)
+		}
+		reused = reused || &second.Records[0] == firstSlice
+		second.Release()
+	}
+	if kept != "one" {
+		t.Errorf("a string of a released record changed to %q", kept)
+	}
+	if !reused {
+		t.Error("the released slice was never reused")
+	}
+}
