@@ -249,6 +249,7 @@ func BenchmarkDecodeAndStore(b *testing.B) {
 			b.Fatal(err)
 		}
 		health.Add(req.Records)
+		req.Release() // as the store handler does
 	}
 	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "records/s")
 }
