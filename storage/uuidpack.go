@@ -3,6 +3,7 @@ package storage
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/opmond/opmond/schema"
@@ -160,7 +161,7 @@ func unpackBody(dst, packed, raw []byte, bodyLen int) ([]byte, error) {
 		for range c.n {
 			if v[0] == 0 {
 				dst = append(dst, 36)
-				dst = appendUUID(dst, raw[:16])
+				dst = appendUUID(dst, (*[16]byte)(raw))
 				raw, v = raw[16:], v[1:]
 				continue
 			}
@@ -186,43 +187,62 @@ func parseUUID(s string) (u [16]byte, ok bool) {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return u, false
 	}
-	j := 0
-	for i := 0; i < 36; {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			i++
-			continue
-		}
-		hi, ok1 := fromHex(s[i])
-		lo, ok2 := fromHex(s[i+1])
-		if !ok1 || !ok2 {
-			return u, false
-		}
-		u[j] = hi<<4 | lo
-		j++
-		i += 2
+	var bad byte
+	for j, i := range uuidHexAt {
+		hi, lo := unhex[s[i]], unhex[s[i+1]]
+		bad |= hi | lo
+		u[j] = hi<<4 | lo&15
 	}
-	return u, true
+	return u, bad&0x80 == 0
 }
 
-func fromHex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
+// uuidHexAt are the offsets of the 16 hex pairs in a canonical UUID.
+var uuidHexAt = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// unhex maps a lower-case hex digit to its value and anything else
+// (upper case too: it would not come back the same) to 0x80.
+var unhex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0x80
 	}
-	return 0, false // upper case too: it would not come back the same
-}
+	for i, c := range hexDigits {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 const hexDigits = "0123456789abcdef"
 
-// appendUUID appends the canonical form of the 16 bytes u.
-func appendUUID(dst, u []byte) []byte {
-	for i, b := range u[:16] {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst = append(dst, '-')
-		}
-		dst = append(dst, hexDigits[b>>4], hexDigits[b&15])
-	}
+// appendUUID appends the canonical form of the 16 bytes u. Unrolled, with
+// constant offsets, it has no bounds checks: it was 70% of unpacking.
+func appendUUID(dst []byte, u *[16]byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, 36)[:n+36]
+	b := (*[36]byte)(dst[n:])
+	b[8], b[13], b[18], b[23] = '-', '-', '-', '-'
+	b[0], b[1] = hexPairs[u[0]][0], hexPairs[u[0]][1]
+	b[2], b[3] = hexPairs[u[1]][0], hexPairs[u[1]][1]
+	b[4], b[5] = hexPairs[u[2]][0], hexPairs[u[2]][1]
+	b[6], b[7] = hexPairs[u[3]][0], hexPairs[u[3]][1]
+	b[9], b[10] = hexPairs[u[4]][0], hexPairs[u[4]][1]
+	b[11], b[12] = hexPairs[u[5]][0], hexPairs[u[5]][1]
+	b[14], b[15] = hexPairs[u[6]][0], hexPairs[u[6]][1]
+	b[16], b[17] = hexPairs[u[7]][0], hexPairs[u[7]][1]
+	b[19], b[20] = hexPairs[u[8]][0], hexPairs[u[8]][1]
+	b[21], b[22] = hexPairs[u[9]][0], hexPairs[u[9]][1]
+	b[24], b[25] = hexPairs[u[10]][0], hexPairs[u[10]][1]
+	b[26], b[27] = hexPairs[u[11]][0], hexPairs[u[11]][1]
+	b[28], b[29] = hexPairs[u[12]][0], hexPairs[u[12]][1]
+	b[30], b[31] = hexPairs[u[13]][0], hexPairs[u[13]][1]
+	b[32], b[33] = hexPairs[u[14]][0], hexPairs[u[14]][1]
+	b[34], b[35] = hexPairs[u[15]][0], hexPairs[u[15]][1]
 	return dst
 }
+
+// hexPairs are the two lower-case hex digits of every byte.
+var hexPairs = func() (t [256][2]byte) {
+	for i := range t {
+		t[i] = [2]byte{hexDigits[i>>4], hexDigits[i&15]}
+	}
+	return t
+}()

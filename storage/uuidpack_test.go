@@ -173,3 +173,33 @@ func TestOpenUpgradesVersion3(t *testing.T) {
 		checkQuery(t, db, recs, q)
 	}
 }
+
+// BenchmarkUnpack measures unpacking the bodies of 100-record blocks, which
+// every read of a stored block does.
+func BenchmarkUnpack(b *testing.B) {
+	recs := schematest.Records(100, 4, 0)
+	var starts [schema.NumFields + 1]int
+	body := appendColumns(nil, recs, &starts)
+	packed, raw := packBody(nil, nil, body, recs, &starts)
+	dst := make([]byte, 0, len(body))
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		var err error
+		if dst, err = unpackBody(dst[:0], packed, raw, len(body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/record")
+}
+
+// BenchmarkPack measures packing, which every store does.
+func BenchmarkPack(b *testing.B) {
+	recs := schematest.Records(100, 4, 0)
+	var starts [schema.NumFields + 1]int
+	body := appendColumns(nil, recs, &starts)
+	var packed, raw []byte
+	for b.Loop() {
+		packed, raw = packBody(packed[:0], raw[:0], body, recs, &starts)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/record")
+}
