@@ -20,8 +20,12 @@ import (
 const maxGroup = 128
 
 // releaseEvery is how often the committer releases the mapped pages its
-// commits have read (see releaseMapped).
-const releaseEvery = 100 * time.Millisecond
+// commits have read (see releaseMapped). The kernel maps 64 KiB around each
+// page a commit faults in, and a commit reads a score of index pages: at
+// 100 ms the file's pages took a median 22 MB of RSS under the soak's load,
+// at 20 ms 17 MB. A release with nothing to release costs 50 µs on a 1 GB
+// file.
+const releaseEvery = 20 * time.Millisecond
 
 // pendingBlock is an encoded block waiting to be written.
 type pendingBlock struct {
