@@ -33,6 +33,8 @@ import (
 //	        own requestInTs.
 //
 // The header lets purge remove index entries without decompressing.
+// Version 3 (uuidpack.go) has the same header and body, the body packed;
+// version 2 is a sealed block (seal.go).
 const blockVersion = 1
 
 // maxBlockRecords bounds a block so that a filtered query never decodes a
@@ -49,8 +51,8 @@ var (
 		// A block is at most a few hundred KiB: a small window keeps each
 		// concurrent encoder's memory small at no cost in ratio. The
 		// fastest level: 0.6 MB per encoder instead of 2.7 (its tables),
-		// 25% less time, 2.8 B per record more (BenchmarkCompressionLevels;
-		// the sealer rewrites blocks anyway).
+		// 25% less time, 2.8 B per record more until the block is sealed
+		// (BenchmarkCompressionLevels).
 		e, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.SpeedFastest),
 			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
@@ -225,7 +227,7 @@ type blockHeader struct {
 	parties []byte // 8 bytes per hash
 	minutes []byte // uvarint deltas
 	nMin    int
-	zbody   []byte // the zstd frame, or for a sealed block its deflate stream
+	zbody   []byte // the zstd frame (version 3: the packed UUIDs, then the frame), or for a sealed block its deflate stream
 	sealed  bool   // block version 2 (seal.go); bodyLen is then its JSON's
 	packed  bool   // block version 3: zbody holds the packed body (uuidpack.go)
 	crc     uint32 // sealed: CRC-32 (IEEE) of the JSON
