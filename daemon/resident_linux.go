@@ -1,11 +1,10 @@
 package daemon
 
 import (
-	"bufio"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
+
+	"github.com/opmond/opmond/internal/procmaps"
 )
 
 // releaseExecutable drops the executable's read-only pages (code and
@@ -22,32 +21,19 @@ func releaseExecutable() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	f, err := os.Open("/proc/self/maps")
+	ms, err := procmaps.Self()
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
 	var total int64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// 00400000-00d09000 r-xp 00000000 fd:01 1234 /path/to/opmond
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || fields[5] != exe || strings.Contains(fields[1], "w") {
+	for _, m := range ms {
+		if m.Path != exe || m.Writable() || m.End <= m.Start {
 			continue
 		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
-			continue
-		}
-		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), syscall.MADV_DONTNEED); e != 0 {
+		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, uintptr(m.Start), uintptr(m.End-m.Start), syscall.MADV_DONTNEED); e != 0 {
 			return total, e
 		}
-		total += int64(end - start)
+		total += int64(m.End - m.Start)
 	}
-	return total, sc.Err()
+	return total, nil
 }

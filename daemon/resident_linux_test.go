@@ -1,11 +1,10 @@
 package daemon
 
 import (
-	"bufio"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/opmond/opmond/internal/procmaps"
 )
 
 // executableRSS sums the resident kB of this process's read-only mappings
@@ -17,38 +16,31 @@ func executableRSS(t *testing.T, touch bool) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	mem, err := os.Open("/proc/self/mem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
-	buf := make([]byte, 1<<20)
-	total, mine := 0, false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		switch {
-		case len(fields) >= 5 && strings.Contains(fields[0], "-") && len(fields[1]) == 4:
-			mine = len(fields) >= 6 && fields[5] == exe && !strings.Contains(fields[1], "w")
-			lo, hi, _ := strings.Cut(fields[0], "-")
-			start, _ := strconv.ParseUint(lo, 16, 64)
-			end, _ := strconv.ParseUint(hi, 16, 64)
-			for a := start; mine && touch && a < end; a += uint64(len(buf)) {
-				if _, err := mem.ReadAt(buf[:min(uint64(len(buf)), end-a)], int64(a)); err != nil {
+	readOnly := func(m procmaps.Mapping) bool { return !m.Writable() }
+	if touch {
+		ms, err := procmaps.Self()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem, err := os.Open("/proc/self/mem")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Close()
+		buf := make([]byte, 1<<20)
+		for _, m := range ms {
+			for a := m.Start; m.Path == exe && readOnly(m) && a < m.End; a += uint64(len(buf)) {
+				if _, err := mem.ReadAt(buf[:min(uint64(len(buf)), m.End-a)], int64(a)); err != nil {
 					t.Fatalf("read %x: %v", a, err)
 				}
 			}
-		case mine && len(fields) >= 2 && fields[0] == "Rss:":
-			kb, _ := strconv.Atoi(fields[1])
-			total += kb
 		}
 	}
-	return total
+	ms, err := procmaps.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return procmaps.ResidentKB(ms, exe, readOnly)
 }
 
 // TestReleaseExecutable: after start-up the executable's read-only pages

@@ -1,41 +1,23 @@
 package storage
 
 import (
-	"bufio"
 	"context"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 
+	"github.com/opmond/opmond/internal/procmaps"
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/schema/schematest"
 )
 
 // mappedRSS returns the resident kilobytes of this process's mappings of
-// path, from /proc/self/smaps.
+// path.
 func mappedRSS(t *testing.T, path string) int {
 	t.Helper()
-	f, err := os.Open("/proc/self/smaps")
+	ms, err := procmaps.Self()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	kb, in := 0, false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		// A mapping's first line is "start-end perms offset dev inode [path]".
-		if fields := strings.Fields(line); len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
-			in = len(fields) >= 6 && fields[len(fields)-1] == path
-			continue
-		}
-		if v, ok := strings.CutPrefix(line, "Rss:"); ok && in {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			kb += n
-		}
-	}
-	return kb
+	return procmaps.ResidentKB(ms, path, nil)
 }
 
 // TestQueriesReleaseMappedPages: after queries that read the whole file,
