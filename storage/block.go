@@ -358,19 +358,16 @@ func decompressInto(dst []byte, h *blockHeader) ([]byte, error) {
 	if h.sealed {
 		return sealedColumns(dst, h)
 	}
-	if cap(dst) < h.bodyLen {
-		dst = make([]byte, 0, h.bodyLen)
-	}
 	return appendBody(dst[:0], h)
 }
 
 // appendBody appends the uncompressed body of a stored block to dst.
 func appendBody(dst []byte, h *blockHeader) ([]byte, error) {
+	n := len(dst)
+	dst = slices.Grow(dst, h.bodyLen)
 	if h.packed {
 		return unpackFrame(dst, h)
 	}
-	n := len(dst)
-	dst = slices.Grow(dst, h.bodyLen)
 	buf, err := zstdDecoder().DecodeAll(h.zbody, dst[:n:n+h.bodyLen])
 	if err != nil {
 		return dst, fmt.Errorf("%w: %v", errCorrupt, err)
