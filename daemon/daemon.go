@@ -143,7 +143,7 @@ func New(cfg *Config, opts Options) (_ *Daemon, err error) {
 	if d.db, err = storage.Open(cfg.OpMonitor.Database, storage.Options{Now: now, Fault: opts.DBFault,
 		Seal: true, OnSealError: func(err error) {
 			d.log.Error().Err(err).Msg("sealing blocks failed; they stay as they are and are tried again")
-		}}); err != nil {
+		}, OnCommit: d.metrics.commit}); err != nil {
 		return nil, err
 	}
 	d.health = NewHealth(cfg.HealthPeriod(), now)
@@ -251,6 +251,10 @@ func (d *Daemon) registerGauges() {
 		}
 		return float64(n)
 	}))
+	d.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "opmond_seal_lag_seconds",
+		Help: "How far sealing (the answer form of past seconds) is behind; queries over seconds not sealed yet cost more.",
+	}, func() float64 { return d.db.SealLag(d.now()).Seconds() }))
 	if d.gmode != anchor.ModeStandalone {
 		d.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "opmond_globalconf_last_success_timestamp_seconds", Help: "When global configuration was last loaded successfully.",

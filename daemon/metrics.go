@@ -28,6 +28,8 @@ type metrics struct {
 	queryRequests    *prometheus.CounterVec
 	storeDuration    prometheus.Histogram
 	queryDuration    prometheus.Histogram
+	commitDuration   prometheus.Histogram
+	commitBytes      prometheus.Counter
 	tlsFailures      *prometheus.CounterVec
 	backgroundErrors *prometheus.CounterVec
 	purge            *purgeMetrics
@@ -63,6 +65,16 @@ func newMetrics() *metrics {
 			Name: "opmond_query_duration_seconds", Help: "Time to answer a query request.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		// A store request's answer waits for one commit, often for two (the
+		// one in flight, then its own): its fdatasync is most of a store's
+		// time, and a slow disk shows here first.
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "opmond_commit_duration_seconds", Help: "Time of a database commit, from its start to the end of its fdatasync.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		commitBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "opmond_commit_written_bytes_total", Help: "Bytes of database pages written by commits.",
+		}),
 		tlsFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "opmond_tls_handshake_failures_total", Help: "Failed TLS handshakes on the X-Road interface, by reason.",
 		}, []string{"reason"}),
@@ -92,7 +104,7 @@ func newMetrics() *metrics {
 		m.backgroundErrors.WithLabelValues(task)
 	}
 	m.reg.MustRegister(buildInfo, m.backgroundErrors, m.storeRequests, m.recordsStoredCtr, m.quarantined, m.queryRequests,
-		m.storeDuration, m.queryDuration, m.tlsFailures,
+		m.storeDuration, m.queryDuration, m.commitDuration, m.commitBytes, m.tlsFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.purge = newPurgeMetrics(m.reg)
 	return m
@@ -320,6 +332,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.fsAvail, prometheus.GaugeValue, float64(fs.Bavail)*float64(fs.Bsize))
 		ch <- prometheus.MustNewConstMetric(c.fsSize, prometheus.GaugeValue, float64(fs.Blocks)*float64(fs.Bsize))
 	}
+}
+
+// commit observes one database commit.
+func (m *metrics) commit(c storage.Commit) {
+	m.commitDuration.Observe(c.Duration.Seconds())
+	m.commitBytes.Add(float64(c.Bytes))
 }
 
 // gatherer is everything /metrics exposes.

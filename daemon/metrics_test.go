@@ -234,3 +234,38 @@ func BenchmarkServiceCollector(b *testing.B) {
 		}
 	}
 }
+
+// TestMetricsCommitsAndSealLag: every commit of a store is counted with its
+// time and the bytes it wrote, and the sealer's lag is exported.
+func TestMetricsCommitsAndSealLag(t *testing.T) {
+	td := startDaemon(t, testConfig(t, t.TempDir()), nil)
+	before := scrape(t, td)
+	const stores = 3
+	for range stores {
+		td.store(jrec(), jrec())
+	}
+	fams := scrape(t, td)
+	count := func(fams map[string]*dto.MetricFamily) (uint64, float64) {
+		f := fams["opmond_commit_duration_seconds"]
+		if f == nil || f.GetType() != dto.MetricType_HISTOGRAM || len(f.Metric) != 1 {
+			t.Fatalf("opmond_commit_duration_seconds: %v", f)
+		}
+		h := f.Metric[0].GetHistogram()
+		return h.GetSampleCount(), h.GetSampleSum()
+	}
+	n0, _ := count(before)
+	n1, sum := count(fams)
+	// Each store request waits for its own commit; sequential ones share none.
+	if n1-n0 < stores || sum <= 0 {
+		t.Errorf("commits: %d more (sum %v s), want at least %d", n1-n0, sum, stores)
+	}
+	b0, _ := sample(before, "opmond_commit_written_bytes_total")
+	b1, ok := sample(fams, "opmond_commit_written_bytes_total")
+	// A commit writes at least one page (1 KiB).
+	if !ok || b1-b0 < stores*1024 {
+		t.Errorf("opmond_commit_written_bytes_total grew by %v (%v)", b1-b0, ok)
+	}
+	if v, ok := sample(fams, "opmond_seal_lag_seconds"); !ok || v < 0 || fams["opmond_seal_lag_seconds"].GetType() != dto.MetricType_GAUGE {
+		t.Errorf("opmond_seal_lag_seconds = %v (%v)", v, ok)
+	}
+}

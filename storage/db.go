@@ -93,6 +93,15 @@ type Options struct {
 	// their answer form (seal.go); OnSealError hears of its failed rounds.
 	Seal        bool
 	OnSealError func(error)
+	// OnCommit hears of every committed write transaction (metrics); it is
+	// called on the committing goroutine and must be quick.
+	OnCommit func(Commit)
+}
+
+// Commit describes one committed write transaction.
+type Commit struct {
+	Duration time.Duration // from its start to the end of its fdatasync
+	Bytes    int64         // of the pages it wrote
 }
 
 // DB is an open database. Its methods are safe for concurrent use.
@@ -101,7 +110,8 @@ type DB struct {
 	bolt *bolt.DB
 	now  func() time.Time
 
-	fault func(FaultOp) error
+	fault    func(FaultOp) error
+	onCommit func(Commit)
 
 	memo intervalMemo // per-minute Intervals counts, see intervalmemo.go
 
@@ -125,6 +135,7 @@ type DB struct {
 	lastStore  atomic.Int64 // time of the last Store commit, Unix ns
 	reading    atomic.Int32 // queries in flight: the sealer waits for none
 	sealWant   atomic.Bool  // the sealer waits to commit (readGate)
+	sealedTo   atomic.Int64 // every block up to this second is sealed, as far as the sealer knows (SealLag)
 	sealStop   context.CancelFunc
 	sealerDone chan struct{}
 
@@ -181,6 +192,7 @@ func Open(path string, opts Options) (*DB, error) {
 		bolt:          bdb,
 		now:           opts.Now,
 		fault:         opts.Fault,
+		onCommit:      opts.OnCommit,
 		reqs:          make(chan *writeReq),
 		stop:          make(chan struct{}),
 		committerDone: make(chan struct{}),

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"time"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -19,6 +21,7 @@ const (
 // update runs fn in a read-write transaction and commits it; a failed
 // commit is remembered for CommitErr until one succeeds.
 func (db *DB) update(fn func(*bolt.Tx) error) error {
+	start := time.Now()
 	tx, err := db.bolt.Begin(true)
 	if err != nil {
 		return db.committed(err)
@@ -35,7 +38,12 @@ func (db *DB) update(fn func(*bolt.Tx) error) error {
 			}
 		}
 	}
-	return db.committed(tx.Commit())
+	err = tx.Commit()
+	if err == nil && db.onCommit != nil {
+		st := tx.Stats()
+		db.onCommit(Commit{Duration: time.Since(start), Bytes: st.GetPageAlloc()})
+	}
+	return db.committed(err)
 }
 
 func (db *DB) committed(err error) error {

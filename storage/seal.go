@@ -508,10 +508,21 @@ func (db *DB) SealPending(ctx context.Context) (int, error) {
 // seconds since the last round moves *pos back first.
 func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (next blockKey, did bool, work time.Duration, err error) {
 	start := time.Now()
+	limit := db.now().Unix() - sealAfter
+	caughtUp := false // the round saw every block up to limit
+	defer func() {
+		if err != nil {
+			return
+		}
+		if caughtUp {
+			db.sealedTo.Store(limit)
+		} else {
+			db.sealedTo.Store(keyTs(next[:]) - 1)
+		}
+	}()
 	if from := db.sealFrom.Swap(-1); from >= 0 && from < keyTs(pos[:]) {
 		*pos = makeBlockKey(from, 0)
 	}
-	limit := db.now().Unix() - sealAfter
 	op := &sealOp{}
 	var run sealRun
 	var sealTs int64 = -1
@@ -556,12 +567,14 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (next b
 		defer releaseMapped(db.bolt, tx)
 		c := tx.Bucket(bucketBlocks).Cursor()
 		total := 0
-		for k, v := c.Seek(pos[:]); k != nil; k, v = c.Next() {
+		k, v := c.Seek(pos[:])
+		for ; k != nil; k, v = c.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			ts := keyTs(k)
 			if ts > limit {
+				caughtUp = true
 				break
 			}
 			if ts != sealTs {
@@ -597,6 +610,7 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (next b
 			run.count += h.count
 			total += h.count
 		}
+		caughtUp = caughtUp || k == nil
 		return endRun()
 	})
 	work = time.Since(start)
@@ -719,6 +733,18 @@ func (db *DB) readGate() {
 func (db *DB) readDone() {
 	db.reading.Add(-1)
 	db.sealMu.RUnlock()
+}
+
+// SealLag is how far the sealer is behind: the age of the oldest second
+// that may still hold blocks to seal, beyond the sealAfter seconds every
+// second waits; 0 before the sealer's first round and without a sealer.
+// Queries over seconds not sealed yet compress their records as they answer.
+func (db *DB) SealLag(now time.Time) time.Duration {
+	to := db.sealedTo.Load()
+	if to <= 0 {
+		return 0
+	}
+	return max(0, time.Duration(now.Unix()-sealAfter-to)*time.Second)
 }
 
 // noteImport tells the sealer that an Import wrote blocks from second ts on.

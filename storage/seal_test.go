@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,5 +274,69 @@ func TestSealerInBackground(t *testing.T) {
 	// The sealer left nothing to seal.
 	if n, err := db.SealPending(context.Background()); err != nil || n != 0 {
 		t.Errorf("SealPending after the sealer: %d rounds, %v", n, err)
+	}
+}
+
+// TestSealLag: the lag is 0 until the sealer has looked, 0 when it has
+// sealed everything old enough, the age of the oldest second it has not
+// reached when a round stops short, and it grows with the clock while no
+// round runs.
+func TestSealLag(t *testing.T) {
+	clk := &testClock{}
+	var commits []Commit
+	var mu sync.Mutex
+	db, err := Open(t.TempDir()+"/opmon.db", Options{Now: clk.Now, OnCommit: func(c Commit) {
+		mu.Lock()
+		commits = append(commits, c)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const t0 = 1_700_000_000
+	recs := schematest.Records(3*sealRoundRecords, 5, t0*1000)
+	// Three seconds of sealRoundRecords records each, in 100-record calls.
+	for s := range int64(3) {
+		clk.Set(t0 + s)
+		part := recs[s*sealRoundRecords : (s+1)*sealRoundRecords]
+		for i := 0; i < len(part); i += 100 {
+			if _, err := db.Store(context.Background(), part[i:min(i+100, len(part))], nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mu.Lock()
+	if len(commits) == 0 {
+		t.Fatal("OnCommit was not called")
+	}
+	for _, c := range commits {
+		if c.Duration <= 0 || c.Bytes < pageSize {
+			t.Fatalf("commit %+v", c)
+		}
+	}
+	mu.Unlock()
+	now := time.Unix(t0+20, 0)
+	clk.Set(now.Unix())
+	if lag := db.SealLag(now); lag != 0 {
+		t.Errorf("lag before any round: %v", lag)
+	}
+	// One round seals about sealRoundRecords records: the first second.
+	var pos blockKey
+	next, did, _, err := db.sealRound(context.Background(), new(sealBuf), &pos)
+	if err != nil || !did {
+		t.Fatalf("round: %v %v", did, err)
+	}
+	if got, want := db.SealLag(now), time.Duration(now.Unix()-sealAfter-(keyTs(next[:])-1))*time.Second; got != want || got <= 0 {
+		t.Errorf("lag after a partial round: %v, want %v (> 0)", got, want)
+	}
+	if _, err := db.SealPending(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if lag := db.SealLag(now); lag != 0 {
+		t.Errorf("lag when all is sealed: %v", lag)
+	}
+	if lag := db.SealLag(now.Add(30 * time.Second)); lag != 30*time.Second {
+		t.Errorf("lag 30 s later without a round: %v", lag)
 	}
 }
