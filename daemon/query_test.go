@@ -99,6 +99,11 @@ func (td *testDaemon) querySOAP(body []byte) opAnswer {
 	if err != nil {
 		td.t.Fatalf("answer: %v\n%s", err, b)
 	}
+	// opmond bench's counting reader agrees on every answer of these tests.
+	if n, cnext, err := schema.CountOperationalDataAnswer(hdr.Get("Content-Type"), bytes.NewReader(b)); err != nil ||
+		n != len(raws) || nextStr(cnext) != nextStr(next) {
+		td.t.Fatalf("counting reader: %d records, next %s (%v); the full reader: %d, %s", n, nextStr(cnext), err, len(raws), nextStr(next))
+	}
 	for _, r := range raws {
 		var m map[string]any
 		if err := json.Unmarshal(r, &m); err != nil {
@@ -484,6 +489,9 @@ func TestQueryReadsUpstreamAnswer(t *testing.T) {
 	}
 	if len(recs) != 5230 || next == nil {
 		t.Fatalf("%d records, next %v", len(recs), next)
+	}
+	if n, cnext, err := schema.CountOperationalDataAnswer(`multipart/related; type="text/xml"; boundary=`+boundary, bytes.NewReader(data)); err != nil || n != 5230 || cnext == nil || *cnext != *next {
+		t.Errorf("counting reader: %d records, next %v, %v", n, cnext, err)
 	}
 	var r map[string]any
 	if err := json.Unmarshal(recs[0], &r); err != nil || r["monitoringDataTs"] == nil {

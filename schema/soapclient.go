@@ -2,7 +2,6 @@ package schema
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -12,6 +11,8 @@ import (
 	"mime/multipart"
 	"strconv"
 	"strings"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // The client side of the query interface: the requests `opmond query`
@@ -124,19 +125,78 @@ func ParseFault(data []byte) *Fault {
 // records (compacted) and nextRecordsFrom. A SOAP fault is returned as a
 // *Fault error.
 func ReadOperationalDataAnswer(contentType string, body io.Reader) ([]json.RawMessage, *int64, error) {
+	a, err := readAnswer(contentType, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	var doc struct {
+		Records []json.RawMessage `json:"records"`
+	}
+	if err := json.NewDecoder(a.payload).Decode(&doc); err != nil {
+		return nil, nil, fmt.Errorf("attachment is not the expected JSON: %w", err)
+	}
+	if err := a.checkCount(len(doc.Records)); err != nil {
+		return nil, nil, err
+	}
+	for i, r := range doc.Records {
+		var b bytes.Buffer
+		if err := json.Compact(&b, r); err == nil {
+			doc.Records[i] = b.Bytes()
+		}
+	}
+	return doc.Records, a.next, nil
+}
+
+// CountOperationalDataAnswer reads an answer as ReadOperationalDataAnswer
+// does and returns how many records it holds, for a load generator that
+// only counts them: the attachment is inflated (its CRC checked) and its
+// structure walked (brackets, strings, the records array) without parsing
+// the records, at a quarter of the cost (BenchmarkReadAnswer). A load
+// generator on the daemon's machine takes its processor from the daemon.
+func CountOperationalDataAnswer(contentType string, body io.Reader) (int, *int64, error) {
+	a, err := readAnswer(contentType, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	n, err := countRecords(a.payload)
+	if err != nil {
+		return 0, nil, fmt.Errorf("attachment is not the expected JSON: %w", err)
+	}
+	if err := a.checkCount(n); err != nil {
+		return 0, nil, err
+	}
+	return n, a.next, nil
+}
+
+// answer is an operational data answer's parts: nextRecordsFrom and
+// recordsCount from the SOAP part, and the inflated attachment.
+type answer struct {
+	next    *int64
+	count   string // recordsCount as written, "" when absent
+	payload io.Reader
+}
+
+func (a *answer) checkCount(n int) error {
+	if c, err := strconv.Atoi(strings.TrimSpace(a.count)); a.count != "" && err == nil && c != n {
+		return fmt.Errorf("answer says recordsCount %d but its attachment holds %d records", c, n)
+	}
+	return nil
+}
+
+func readAnswer(contentType string, body io.Reader) (*answer, error) {
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
-		return nil, nil, fmt.Errorf("answer has a bad content type %q: %w", contentType, err)
+		return nil, fmt.Errorf("answer has a bad content type %q: %w", contentType, err)
 	}
 	if !strings.HasPrefix(strings.ToLower(mt), "multipart/") {
 		data, err := io.ReadAll(body)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if f := ParseFault(data); f != nil {
-			return nil, nil, f
+			return nil, f
 		}
-		return nil, nil, fmt.Errorf("answer is %s, not a multipart operational data answer", mt)
+		return nil, fmt.Errorf("answer is %s, not a multipart operational data answer", mt)
 	}
 	mr := multipart.NewReader(body, params["boundary"])
 	var soap, payload []byte
@@ -146,11 +206,11 @@ func ReadOperationalDataAnswer(contentType string, body io.Reader) ([]json.RawMe
 			break
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("read multipart answer: %w", err)
+			return nil, fmt.Errorf("read multipart answer: %w", err)
 		}
 		data, err := io.ReadAll(p)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read multipart answer: %w", err)
+			return nil, fmt.Errorf("read multipart answer: %w", err)
 		}
 		switch {
 		case soap == nil:
@@ -160,45 +220,90 @@ func ReadOperationalDataAnswer(contentType string, body io.Reader) ([]json.RawMe
 		}
 	}
 	if soap == nil {
-		return nil, nil, errors.New("answer has no SOAP part")
+		return nil, errors.New("answer has no SOAP part")
 	}
 	if f := ParseFault(soap); f != nil {
-		return nil, nil, f
+		return nil, f
 	}
 	vals := xmlValues(soap, "recordsCount", "nextRecordsFrom")
-	var next *int64
+	a := &answer{count: vals["recordsCount"]}
 	if s, ok := vals["nextRecordsFrom"]; ok {
 		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 		if err != nil {
-			return nil, nil, fmt.Errorf("answer has a bad nextRecordsFrom %q", s)
+			return nil, fmt.Errorf("answer has a bad nextRecordsFrom %q", s)
 		}
-		next = &n
+		a.next = &n
 	}
 	if payload == nil {
-		return nil, nil, errors.New("answer has no " + AttachmentContentID + " attachment")
+		return nil, errors.New("answer has no " + AttachmentContentID + " attachment")
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(payload))
 	if err != nil {
-		return nil, nil, fmt.Errorf("attachment is not gzip: %w", err)
+		return nil, fmt.Errorf("attachment is not gzip: %w", err)
 	}
-	var doc struct {
-		Records []json.RawMessage `json:"records"`
+	a.payload = zr
+	return a, nil
+}
+
+// countRecords walks {"records":[{...},...]} followed by nothing but
+// white space, and returns the number of objects in the array. It checks
+// the nesting of brackets and braces and the ends of strings, not the
+// tokens between them (the daemon's own tests hold its JSON to a strict
+// parser). Reading r to its end makes the gzip reader check the CRC.
+func countRecords(r io.Reader) (int, error) {
+	var head [12]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil || string(head[:]) != `{"records":[` {
+		return 0, errors.New(`it does not start with {"records":[`)
 	}
-	if err := json.NewDecoder(zr).Decode(&doc); err != nil {
-		return nil, nil, fmt.Errorf("attachment is not the expected JSON: %w", err)
-	}
-	if s, ok := vals["recordsCount"]; ok {
-		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && n != len(doc.Records) {
-			return nil, nil, fmt.Errorf("answer says recordsCount %d but its attachment holds %d records", n, len(doc.Records))
+	n, depth, inString, escaped, done := 0, 2, false, false, false
+	buf := make([]byte, 64<<10)
+	for {
+		m, err := r.Read(buf)
+		for _, c := range buf[:m] {
+			switch {
+			case done:
+				if c != ' ' && c != '\n' && c != '\r' && c != '\t' {
+					return 0, errors.New("it goes on after its end")
+				}
+			case inString:
+				switch {
+				case escaped:
+					escaped = false
+				case c == '\\':
+					escaped = true
+				case c == '"':
+					inString = false
+				}
+			case c == '"':
+				inString = true
+			case c == '{' || c == '[':
+				if depth == 2 && c == '{' {
+					n++
+				}
+				depth++
+			case c == '}' || c == ']':
+				depth--
+				switch {
+				case depth < 0:
+					return 0, errors.New("it closes more than it opens")
+				case depth == 1 && c != ']', depth == 0 && c != '}':
+					return 0, errors.New("its records array does not end as it should")
+				case depth == 0:
+					done = true
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, err
 		}
 	}
-	for i, r := range doc.Records {
-		var b bytes.Buffer
-		if err := json.Compact(&b, r); err == nil {
-			doc.Records[i] = b.Bytes()
-		}
+	if !done {
+		return 0, errors.New("it ends early")
 	}
-	return doc.Records, next, nil
+	return n, nil
 }
 
 // xmlValues returns the text of the first element with each local name.

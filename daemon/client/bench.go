@@ -521,7 +521,7 @@ func postQuery(ctx context.Context, hc *http.Client, o *BenchOptions, from, to i
 	if err != nil {
 		return 0, 0, d, fmt.Errorf("query: answer: %w", err)
 	}
-	records, next, err := schema.ReadOperationalDataAnswer(resp.Header.Get("Content-Type"), bytes.NewReader(data))
+	records, next, err := schema.CountOperationalDataAnswer(resp.Header.Get("Content-Type"), bytes.NewReader(data))
 	var f *schema.Fault
 	switch {
 	case errors.As(err, &f) && strings.Contains(f.String, "not available from"):
@@ -529,9 +529,9 @@ func postQuery(ctx context.Context, hc *http.Client, o *BenchOptions, from, to i
 	case err != nil:
 		return 0, 0, d, fmt.Errorf("query: %w", err)
 	case next == nil:
-		return len(records), 0, d, nil
+		return records, 0, d, nil
 	}
-	return len(records), *next, d, nil
+	return records, *next, d, nil
 }
 
 // sampleAdmin reads the daemon's RSS and database size from /metrics every
