@@ -6,7 +6,8 @@
 // compressed together (see block.go). Buckets:
 //
 //	meta        format version and the Stats counters
-//	blocks      ts (8 bytes BE, monitoringDataTs) || seq (8 bytes BE) → block
+//	blocks      ts (8 bytes BE, monitoringDataTs) || seq (8 bytes BE) → block;
+//	            and spacers, block key || 1 byte → empty (spacer.go)
 //	party       party hash (8) || block key → empty; an entry for each
 //	            distinct client and provider of a block (the hash includes
 //	            the role), except that blocks of one second written by Store
@@ -51,14 +52,14 @@ var ErrClosed = errors.New("database closed")
 
 // Format of the database file, stored in the meta bucket. Version 2 has
 // the sparse party index, version 3 sealed blocks (seal.go), version 4
-// packed blocks (uuidpack.go). Files of an older version are valid files of
+// packed blocks (uuidpack.go), version 5 spacers (spacer.go). Files of an older version are valid files of
 // the current one (a version 1 index has an entry for every block; blocks
 // of the versions they lack are simply absent) and are upgraded by
 // rewriting the version, which stops older binaries from reading them; the
 // sealer then seals their blocks in the background.
 const (
 	formatName    = "opmond-db"
-	formatVersion = 4
+	formatVersion = 5
 )
 
 var (
@@ -127,6 +128,7 @@ type DB struct {
 	perCall bool
 
 	pidx partyIndexMemory
+	spc  spacers // guarded by pidx.mu, see spacer.go
 
 	// Sealing (seal.go): queries hold sealMu for reading, the sealer takes
 	// it to commit.
@@ -183,7 +185,9 @@ func Open(path string, opts Options) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	var trailing []spacerKey
 	_ = bdb.View(func(tx *bolt.Tx) error {
+		trailing = findSpacers(tx)
 		releaseMapped(bdb, tx) // what rebuilding the freelist read, if it ran
 		return nil
 	})
@@ -200,6 +204,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if db.now == nil {
 		db.now = time.Now
 	}
+	db.spc.old = trailing
 	db.sealFrom.Store(-1)
 	go db.committer()
 	if opts.Seal {
@@ -218,7 +223,7 @@ func initBuckets(tx *bolt.Tx) error {
 		f := string(meta.Get(metaFormat))
 		switch {
 		case f == formatString():
-		case f == formatName+" 1", f == formatName+" 2", f == formatName+" 3":
+		case f == formatName+" 1", f == formatName+" 2", f == formatName+" 3", f == formatName+" 4":
 			if err := meta.Put(metaFormat, []byte(formatString())); err != nil {
 				return err
 			}

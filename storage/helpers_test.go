@@ -86,6 +86,12 @@ func checkIndexes(t testing.TB, tx *bolt.Tx) {
 	var blocks, records int64
 	chunks := map[string]bool{}
 	err := tx.Bucket(bucketBlocks).ForEach(func(k, v []byte) error {
+		if isSpacer(k) {
+			if len(v) != 0 || k[blockKeyLen] < 1 || k[blockKeyLen] > spacersPerCommit {
+				t.Errorf("spacer %x has value %x", k, v)
+			}
+			return nil
+		}
 		h, err := parseHeader(v)
 		if err != nil {
 			return err
@@ -173,8 +179,13 @@ func bucketLen(t testing.TB, db *DB, name []byte) int {
 	t.Helper()
 	n := 0
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(name).Stats().KeyN
-		return nil
+		// Blocks only, not the spacers between them.
+		return tx.Bucket(name).ForEach(func(k, _ []byte) error {
+			if !bytes.Equal(name, bucketBlocks) || !isSpacer(k) {
+				n++
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -140,6 +140,15 @@ func (p *purgeBatch) delete(tx *bolt.Tx) error {
 		if p.full() {
 			return nil
 		}
+		if isSpacer(k) {
+			// Seeking its block's key after the deletion finds what follows.
+			copy(at[:], k)
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			p.keys++
+			continue
+		}
 		h, err := parseHeader(v)
 		if err != nil {
 			return fmt.Errorf("block %x: %w", k, err)

@@ -94,6 +94,13 @@ func TestPurge(t *testing.T) {
 			t.Errorf("%s has %d keys", b, n)
 		}
 	}
+	// The spacers went with their seconds.
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bucketBlocks).Stats().KeyN; n != 0 {
+			t.Errorf("blocks has %d spacers", n)
+		}
+		return nil
+	})
 }
 
 // TestPurgeInChunks checks that a purge larger than one transaction's share

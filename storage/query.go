@@ -504,7 +504,7 @@ func newCandIter(tx *bolt.Tx, hashes []uint64, to int64) *candIter {
 func (it *candIter) seek(start blockKey) (k, v []byte, err error) {
 	if it.scan != nil {
 		k, v = it.scan.Seek(start[:])
-		return it.bound(k, v)
+		return it.bound(skipSpacers(it.scan, k, v))
 	}
 	// An entry up to partyWindow blocks before start in its second opens a
 	// window that may cover start.
@@ -522,13 +522,14 @@ func (it *candIter) seek(start blockKey) (k, v []byte, err error) {
 func (it *candIter) next() (k, v []byte, err error) {
 	if it.scan != nil {
 		k, v = it.scan.Next()
-		return it.bound(k, v)
+		return it.bound(skipSpacers(it.scan, k, v))
 	}
 	for {
 		if it.inWin {
 			k, v := it.wk, it.wv
 			if k != nil {
-				it.wk, it.wv = it.win.Next()
+				wk, wv := it.win.Next()
+				it.wk, it.wv = skipSpacers(it.win, wk, wv)
 			}
 			// Entries inside the window up to this block extend it.
 			for m := it.minEntry(); m != nil && bytes.Compare(m, it.winEnd[:]) < 0 &&
@@ -565,7 +566,8 @@ func (it *candIter) next() (k, v []byte, err error) {
 		if bytes.Compare(at, it.lower[:]) < 0 {
 			at = it.lower[:]
 		}
-		it.wk, it.wv = it.win.Seek(at)
+		wk, wv := it.win.Seek(at)
+		it.wk, it.wv = skipSpacers(it.win, wk, wv)
 		it.inWin = true
 	}
 }

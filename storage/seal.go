@@ -572,6 +572,9 @@ func (db *DB) sealRound(ctx context.Context, sb *sealBuf, pos *blockKey) (next b
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if isSpacer(k) {
+				continue
+			}
 			ts := keyTs(k)
 			if ts > limit {
 				caughtUp = true
@@ -702,7 +705,11 @@ runs:
 	for _, last := range followers {
 		ts, seq := keyTs(last[:]), binary.BigEndian.Uint64(last[8:])
 		from := makeBlockKey(ts, seq+1)
-		for k, v := c.Seek(from[:]); k != nil && keyTs(k) == ts && binary.BigEndian.Uint64(k[8:]) < seq+partyWindow; k, v = c.Next() {
+		k, v := c.Seek(from[:])
+		for ; ; k, v = c.Next() {
+			if k, v = skipSpacers(c, k, v); k == nil || keyTs(k) != ts || binary.BigEndian.Uint64(k[8:]) >= seq+partyWindow {
+				break
+			}
 			if !storedVersion(v[0]) {
 				continue
 			}

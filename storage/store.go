@@ -228,6 +228,7 @@ func (db *DB) writeGroup(reqs []*writeReq) error {
 	defer db.pidx.mu.Unlock()
 	err := db.update(func(tx *bolt.Tx) error { return db.apply(tx, reqs) })
 	db.pidx.settle(err == nil)
+	db.spc.settle(err == nil)
 	return err
 }
 
@@ -354,6 +355,9 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 			if err := blocks.Put(key[:], b.val); err != nil {
 				return err
 			}
+			if r.stamp {
+				db.spc.note(key)
+			}
 			h, err := parseHeader(b.val)
 			if err != nil {
 				return err
@@ -390,6 +394,9 @@ func (db *DB) apply(tx *bolt.Tx, reqs []*writeReq) error {
 			}
 		}
 		nQuar += int64(len(r.quar))
+	}
+	if err := db.spc.apply(blocks); err != nil {
+		return err
 	}
 	for _, ix := range []struct {
 		b    *bolt.Bucket
