@@ -52,11 +52,12 @@ var ErrClosed = errors.New("database closed")
 
 // Format of the database file, stored in the meta bucket. Version 2 has
 // the sparse party index, version 3 sealed blocks (seal.go), version 4
-// packed blocks (uuidpack.go), version 5 spacers (spacer.go). Files of an older version are valid files of
-// the current one (a version 1 index has an entry for every block; blocks
-// of the versions they lack are simply absent) and are upgraded by
-// rewriting the version, which stops older binaries from reading them; the
-// sealer then seals their blocks in the background.
+// packed blocks (uuidpack.go), version 5 spacers (spacer.go). Files of an
+// older version are valid files of the current one (a version 1 index has
+// an entry for every block; blocks and keys of the versions they lack are
+// simply absent) and are upgraded by rewriting the version, which stops
+// older binaries from reading them; the sealer then seals their blocks in
+// the background.
 const (
 	formatName    = "opmond-db"
 	formatVersion = 5
