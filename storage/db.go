@@ -102,7 +102,7 @@ type Options struct {
 
 // Commit describes one committed write transaction.
 type Commit struct {
-	Duration time.Duration // from its start to the end of its fdatasync
+	Duration time.Duration // from its begin to the end of its fdatasync
 	Bytes    int64         // of the pages it wrote
 }
 

@@ -21,11 +21,11 @@ const (
 // update runs fn in a read-write transaction and commits it; a failed
 // commit is remembered for CommitErr until one succeeds.
 func (db *DB) update(fn func(*bolt.Tx) error) error {
-	start := time.Now()
 	tx, err := db.bolt.Begin(true)
 	if err != nil {
 		return db.committed(err)
 	}
+	start := time.Now() // after Begin: not the wait for another writer
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return err
