@@ -66,8 +66,8 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 		// A store request's answer waits for one commit, often for two (the
-		// one in flight, then its own): its fdatasync is most of a store's
-		// time, and a slow disk shows here first.
+		// one in flight, then its own): commits are most of a store's time,
+		// and a slow disk shows here first.
 		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "opmond_commit_duration_seconds", Help: "Time of a database commit, from its start to the end of its fdatasync.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
