@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +33,17 @@ func TestCompactBinary(t *testing.T) {
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "data", "op.db")
 	cfg, port := loopbackConfig(t, dir, fmt.Sprintf("database = %q\nkeep-records-for-days = 7\n", dbPath))
+	// The admin listener, to see the start-up purge end: it runs in the
+	// background, and a stop cuts it short (the next start resumes it).
+	admin := testbin.FreePort(t)
+	withAdmin, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAdmin = bytes.Replace(withAdmin, []byte("[admin]\nlisten = \"\"\n"), fmt.Appendf(nil, "[admin]\nlisten = \"127.0.0.1:%d\"\n", admin), 1)
+	if err := os.WriteFile(cfg, withAdmin, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	// 20,000 records from a month ago, which the start-up purge deletes,
 	// and one from yesterday.
@@ -74,6 +87,18 @@ func TestCompactBinary(t *testing.T) {
 	for i := 1; i < 10; i++ {
 		if err := store("stored-" + strconv.Itoa(i)); err != nil {
 			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", admin)); err == nil {
+			b, _ := io.ReadAll(m.Body)
+			m.Body.Close()
+			if bytes.Contains(b, []byte("\nopmond_records_purged_total 20000\n")) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the start-up purge did not delete the 20,000 old records: %s", logs.String())
 		}
 	}
 
