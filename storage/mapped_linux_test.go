@@ -42,3 +42,35 @@ func TestQueriesReleaseMappedPages(t *testing.T) {
 		}
 	}
 }
+
+// TestLongQueriesReleaseAsTheyRead: a query hands back the pages it has read
+// every queryReleaseBytes, not only when it ends.
+func TestLongQueriesReleaseAsTheyRead(t *testing.T) {
+	clk := &testClock{t: 1000}
+	db := openTestDB(t, clk)
+	recs := schematest.Records(60000, 9, 1_700_000_000_000)
+	for i := 0; i < len(recs); i += 100 {
+		clk.Set(1000 + int64(i/500))
+		store(t, db, recs[i:i+100]...)
+	}
+	defer func(n int) { queryReleaseBytes = n }(queryReleaseBytes)
+	// The blocks take about 6 MB: unreleased, all would be resident at the end.
+	queryReleaseBytes = 512 << 10
+	c := schematest.NewDataset().Clients[3]
+	for _, q := range []Query{{From: 0, To: 2000, Max: 100000}, {From: 0, To: 2000, Max: 100000, Associated: &c}} {
+		n, peak := 0, 0
+		visit := func(*schema.Record) error {
+			if n++; n%200 == 0 {
+				peak = max(peak, mappedRSS(t, db.Path()))
+			}
+			return nil
+		}
+		if _, err := db.Query(context.Background(), q, visit); err != nil || n == 0 {
+			t.Fatalf("query: %d records, %v", n, err)
+		}
+		if peak*1024 > 4*queryReleaseBytes {
+			t.Errorf("filter %v: %d kB of the file resident during a query", q.Associated != nil, peak)
+		}
+		t.Logf("filter %v: at most %d kB of the file resident during the query", q.Associated != nil, peak)
+	}
+}
