@@ -20,19 +20,31 @@ func mappedRSS(t *testing.T, path string) int {
 	return procmaps.ResidentKB(ms, path, nil)
 }
 
+// storedFile returns a database of n generated records stored per records
+// at a time, 500 a second.
+func storedFile(t *testing.T, n, per int) *DB {
+	clk := &testClock{t: 1000}
+	db := openTestDB(t, clk)
+	recs := schematest.Records(n, 9, 1_700_000_000_000)
+	for i := 0; i < len(recs); i += per {
+		clk.Set(1000 + int64(i/500))
+		store(t, db, recs[i:i+per]...)
+	}
+	return db
+}
+
+// wholeFileQueries are an unfiltered and a filtered query of all seconds.
+func wholeFileQueries() []Query {
+	c := schematest.NewDataset().Clients[3]
+	return []Query{{From: 0, To: 2000, Max: 100000}, {From: 0, To: 2000, Max: 100000, Associated: &c}}
+}
+
 // TestQueriesReleaseMappedPages: after queries that read the whole file,
 // its pages do not stay in the process's resident memory.
 func TestQueriesReleaseMappedPages(t *testing.T) {
-	clk := &testClock{t: 1000}
-	db := openTestDB(t, clk)
-	recs := schematest.Records(30000, 9, 1_700_000_000_000)
-	for i := 0; i < len(recs); i += 500 {
-		clk.Set(1000 + int64(i/500))
-		store(t, db, recs[i:i+500]...)
-	}
+	db := storedFile(t, 30000, 500)
 	size, _ := db.Size()
-	c := schematest.NewDataset().Clients[3]
-	for _, q := range []Query{{From: 0, To: 2000, Max: 100000}, {From: 0, To: 2000, Max: 100000, Associated: &c}} {
+	for _, q := range wholeFileQueries() {
 		n := 0
 		if _, err := db.Query(context.Background(), q, func(*schema.Record) error { n++; return nil }); err != nil || n == 0 {
 			t.Fatalf("query: %d records, %v", n, err)
@@ -46,18 +58,11 @@ func TestQueriesReleaseMappedPages(t *testing.T) {
 // TestLongQueriesReleaseAsTheyRead: a query hands back the pages it has read
 // every queryReleaseBytes, not only when it ends.
 func TestLongQueriesReleaseAsTheyRead(t *testing.T) {
-	clk := &testClock{t: 1000}
-	db := openTestDB(t, clk)
-	recs := schematest.Records(60000, 9, 1_700_000_000_000)
-	for i := 0; i < len(recs); i += 100 {
-		clk.Set(1000 + int64(i/500))
-		store(t, db, recs[i:i+100]...)
-	}
+	db := storedFile(t, 60000, 100)
 	defer func(n int) { queryReleaseBytes = n }(queryReleaseBytes)
 	// The blocks take about 6 MB: unreleased, all would be resident at the end.
 	queryReleaseBytes = 512 << 10
-	c := schematest.NewDataset().Clients[3]
-	for _, q := range []Query{{From: 0, To: 2000, Max: 100000}, {From: 0, To: 2000, Max: 100000, Associated: &c}} {
+	for _, q := range wholeFileQueries() {
 		n, peak := 0, 0
 		visit := func(*schema.Record) error {
 			if n++; n%200 == 0 {
