@@ -255,6 +255,10 @@ func (d *Daemon) registerGauges() {
 		Name: "opmond_seal_lag_seconds",
 		Help: "How far sealing (the answer form of past seconds) is behind; queries over seconds not sealed yet cost more.",
 	}, func() float64 { return d.db.SealLag(d.now()).Seconds() }))
+	d.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "opmond_query_paced_seconds_total",
+		Help: "Time queries slept to let store requests through (they run at half speed while stores keep coming).",
+	}, func() float64 { return d.db.PacedTime().Seconds() }))
 	if d.gmode != anchor.ModeStandalone {
 		d.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "opmond_globalconf_last_success_timestamp_seconds", Help: "When global configuration was last loaded successfully.",

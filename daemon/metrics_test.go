@@ -268,4 +268,8 @@ func TestMetricsCommitsAndSealLag(t *testing.T) {
 	if v, ok := sample(fams, "opmond_seal_lag_seconds"); !ok || v < 0 || fams["opmond_seal_lag_seconds"].GetType() != dto.MetricType_GAUGE {
 		t.Errorf("opmond_seal_lag_seconds = %v (%v)", v, ok)
 	}
+	// Pacing itself is storage's test (TestQueriesPaceUnderStores).
+	if v, ok := sample(fams, "opmond_query_paced_seconds_total"); !ok || v < 0 || fams["opmond_query_paced_seconds_total"].GetType() != dto.MetricType_COUNTER {
+		t.Errorf("opmond_query_paced_seconds_total = %v (%v)", v, ok)
+	}
 }

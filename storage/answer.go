@@ -171,9 +171,11 @@ func (db *DB) QueryAnswer(ctx context.Context, q Query, prefix, suffix string, o
 	buf := append(g.buf[:0], prefix...)
 	defer func() { g.buf = buf }()
 	first := true
+	pc := db.newPacer()
 	flush := func() error {
 		err := g.literal(buf)
 		buf = buf[:0]
+		pc.pace()
 		return err
 	}
 	visit := func(r *schema.Record) error {
@@ -199,7 +201,7 @@ func (db *DB) QueryAnswer(ctx context.Context, q Query, prefix, suffix string, o
 		}
 		return g.splice(stream, crc, n)
 	}
-	res, err := db.query(ctx, q, visit, splice)
+	res, err := db.query(ctx, q, visit, splice, pc)
 	if err != nil {
 		return res, err
 	}

@@ -136,6 +136,7 @@ type DB struct {
 	sealMu     sync.RWMutex
 	sealFrom   atomic.Int64 // oldest second an Import wrote since the sealer looked, or -1
 	lastStore  atomic.Int64 // time of the last Store commit, Unix ns
+	paced      atomic.Int64 // time queries slept for stores (pacer), ns
 	reading    atomic.Int32 // queries in flight: the sealer waits for none
 	sealWant   atomic.Bool  // the sealer waits to commit (readGate)
 	sealedTo   atomic.Int64 // every block up to this second is sealed, as far as the sealer knows (SealLag)

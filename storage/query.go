@@ -218,12 +218,12 @@ func (mw *matchWorker) match(b *fetched, z []byte, f filter) error {
 //
 // Blocks are read in short read transactions and visited outside them.
 func (db *DB) Query(ctx context.Context, q Query, visit func(*schema.Record) error) (QueryResult, error) {
-	return db.query(ctx, q, visit, nil)
+	return db.query(ctx, q, visit, nil, db.newPacer())
 }
 
 // query is Query; if splice is set and q has no filter, sealed blocks are
 // handed to it whole, as their deflate streams, instead of to visit.
-func (db *DB) query(ctx context.Context, q Query, visit func(*schema.Record) error, splice func(stream []byte, crc uint32, n int) error) (QueryResult, error) {
+func (db *DB) query(ctx context.Context, q Query, visit func(*schema.Record) error, splice func(stream []byte, crc uint32, n int) error, pc *pacer) (QueryResult, error) {
 	var res QueryResult
 	if err := db.begin(); err != nil {
 		return res, err
@@ -344,6 +344,7 @@ func (db *DB) query(ctx context.Context, q Query, visit func(*schema.Record) err
 			return res, nil
 		}
 		start = next
+		pc.pace()
 	}
 }
 
