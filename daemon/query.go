@@ -113,22 +113,24 @@ func (d *Daemon) operationalData(c *fiber.Ctx, req *schema.QueryRequest, now tim
 	var payload []byte
 	var res storage.QueryResult
 	var err error
+	release := func() {}
 	if plan.fields == schema.AllFields && plan.q.Associated == nil && plan.q.Provider == nil {
 		// Whole seconds with every field: sealed blocks are sent in the
 		// answer form they are stored in (storage/seal.go).
 		pb := payloadPool.Get().(*bytes.Buffer)
-		defer func() {
+		release = func() {
 			if pb.Cap() <= maxPooledPayload {
 				pb.Reset()
 				payloadPool.Put(pb)
 			}
-		}()
+		}
 		res, err = d.db.QueryAnswer(c.UserContext(), plan.q, `{"records":[`, "]}", pb)
 		payload = pb.Bytes()
 	} else {
 		payload, res, err = d.recordsPayload(c, plan)
 	}
 	if err != nil {
+		release()
 		d.log.Error().Err(err).Msg("operational data query failed")
 		return &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError,
 			String: "Failed to get records for response: " + err.Error()}, connClose: true}
@@ -136,14 +138,16 @@ func (d *Daemon) operationalData(c *fiber.Ctx, req *schema.QueryRequest, now tim
 	next, hasNext := plan.nextRecordsFrom(res)
 	soap := req.OperationalDataResponse(res.Count, next, hasNext)
 	boundary := schema.NewBoundary()
-	var body bytes.Buffer
-	body.Grow(len(soap) + len(payload) + 512)
-	if err := schema.WriteOperationalDataMultipart(&body, boundary, c.Get(fiber.HeaderContentType), soap, payload); err != nil {
+	var head, tail bytes.Buffer
+	if err := schema.WriteMultipartHead(&head, boundary, c.Get(fiber.HeaderContentType), soap); err != nil {
+		release()
 		return &queryFault{SOAPError: &schema.SOAPError{Code: schema.FaultInternalError, String: err.Error()}, connClose: true}
 	}
+	_ = schema.WriteMultipartTail(&tail, boundary) // a bytes.Buffer does not fail
 	c.Status(fiber.StatusOK)
 	c.Set(fiber.HeaderContentType, schema.MultipartContentType(boundary))
-	c.Response().SetBodyRaw(body.Bytes())
+	body := &answerBody{parts: [3][]byte{head.Bytes(), payload, tail.Bytes()}, release: release}
+	c.Response().SetBodyStream(body, head.Len()+len(payload)+tail.Len())
 	d.log.Debug().Str("client", req.Client.String()).Bool("privileged", privileged).
 		Int64("from", plan.q.From).Int64("to", plan.q.To).Int("records", res.Count).Bool("more", res.More).Msg("operational data query")
 	return nil
@@ -221,8 +225,9 @@ func (d *Daemon) privileged(req *schema.QueryRequest) bool {
 	return ok && owner == req.Client
 }
 
-// payloadPool holds the payload buffers of privileged answers, copied
-// into the response; a 10,000-record payload is about 1 MB.
+// payloadPool holds the payload buffers of privileged answers; a
+// 10,000-record payload is about 1 MB, a page of a busy second not sealed
+// yet several.
 var payloadPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const maxPooledPayload = 8 << 20
@@ -320,4 +325,47 @@ func (d *Daemon) writeFault(c *fiber.Ctx, f *queryFault) {
 func tooLargeQuery(limit int64) []byte {
 	return schema.FaultXML(schema.FaultPrefix+schema.FaultInvalidRequest,
 		"request body exceeds "+strconv.FormatInt(limit, 10)+" bytes", schema.NewUUID())
+}
+
+// answerBody is an operational data answer sent from its parts, the
+// multipart head, the payload and the tail, so that the payload is never
+// copied into one body; its pooled buffer goes back when fasthttp is done
+// with the response (Close, also after a failed write).
+type answerBody struct {
+	parts   [3][]byte
+	release func()
+}
+
+func (a *answerBody) Read(p []byte) (int, error) {
+	for i := range a.parts {
+		if len(a.parts[i]) > 0 {
+			n := copy(p, a.parts[i])
+			a.parts[i] = a.parts[i][n:]
+			return n, nil
+		}
+	}
+	return 0, io.EOF
+}
+
+// WriteTo writes the parts whole: fasthttp uses it instead of copying
+// through a small buffer.
+func (a *answerBody) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for i := range a.parts {
+		n, err := w.Write(a.parts[i])
+		total += int64(n)
+		a.parts[i] = a.parts[i][n:]
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (a *answerBody) Close() error {
+	if a.release != nil {
+		a.release()
+		a.release = nil
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -636,6 +637,59 @@ func TestQueryLargePayload(t *testing.T) {
 	if err != nil || br.Len() != 0 || len(plain) < 2*512<<10 {
 		t.Errorf("first member: %d bytes, %d bytes left, %v", len(plain), br.Len(), err)
 	}
+}
+
+// TestQueryConcurrentPages: privileged pages asked at the same time each
+// get their own records whole. Their payload buffers are pooled and sent
+// without a copy, so a buffer must not go back to the pool before its
+// answer is written.
+func TestQueryConcurrentPages(t *testing.T) {
+	clock := newTestClock(1000)
+	td := queryDaemon(t, clock, nil)
+	const seconds, perSecond = 6, 1500
+	for s := range seconds {
+		recs := make([]map[string]any, 0, 500)
+		for i := range perSecond {
+			recs = append(recs, jrec("messageId", fmt.Sprintf("%d-%d", s, i), "faultString", strings.Repeat(fmt.Sprint(i%89), 60)))
+			if len(recs) == cap(recs) {
+				td.storeAt(clock, 1000+int64(s), recs...)
+				recs = recs[:0]
+			}
+		}
+	}
+	clock.Set(queryNow)
+	var wg sync.WaitGroup
+	for g := range 2 * seconds {
+		wg.Go(func() {
+			s := g % seconds
+			body := schema.BuildQueryRequest(schema.QuerySpec{As: clientOf(monitoringID), To: 1000 + int64(s)}, 1000+int64(s))
+			for range 10 {
+				resp, err := http.Post(td.url+"/query_data", "text/xml; charset=UTF-8", bytes.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				raws, _, err := schema.ReadOperationalDataAnswer(resp.Header.Get("Content-Type"), bytes.NewReader(b))
+				if resp.StatusCode != 200 || err != nil || len(raws) != perSecond {
+					t.Errorf("second %d: status %d, %d records, %v", s, resp.StatusCode, len(raws), err)
+					return
+				}
+				for i, r := range raws {
+					if want := fmt.Sprintf(`"messageId":"%d-%d"`, s, i); !bytes.Contains(r, []byte(want)) {
+						t.Errorf("second %d: record %d is %.80s", s, i, r)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestQueryChunkedBody: the security server streams query bodies with
