@@ -45,7 +45,10 @@ func TestQueriesPaceUnderStores(t *testing.T) {
 			case <-stop:
 				return
 			case <-time.After(5 * time.Millisecond):
-				store(t, db, recs[0])
+				if _, err := db.Store(context.Background(), recs[:1], nil); err != nil {
+					t.Error(err)
+					return
+				}
 			}
 		}
 	})
