@@ -404,3 +404,12 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 	}
 	return c.w.Write(p)
 }
+
+// releaseAll releases the mapping (releaseMapped) in a read transaction of
+// its own.
+func (db *DB) releaseAll() {
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		releaseMapped(db.bolt, tx)
+		return nil
+	})
+}

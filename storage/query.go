@@ -244,10 +244,7 @@ func (db *DB) query(ctx context.Context, q Query, visit func(*schema.Record) err
 	st := queryStatePool.Get().(*queryState)
 	defer func() {
 		if st.mapped > 0 {
-			_ = db.bolt.View(func(tx *bolt.Tx) error {
-				releaseMapped(db.bolt, tx)
-				return nil
-			})
+			db.releaseAll()
 			st.mapped = 0
 		}
 		st.release()
@@ -431,10 +428,11 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf), packed: h.packed})
 				continue
 			}
+			inValue := len(h.zbody)
 			if h, err = wholeBlock(tx, k, h); err != nil {
 				return err
 			}
-			st.mapped += len(h.zbody)
+			st.mapped += len(h.zbody) - inValue // its chunks; the value is counted
 			body, err := decompress(&h)
 			if err != nil {
 				return err
@@ -450,7 +448,11 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 func (db *DB) probe(st *queryState, hashes []uint64, start blockKey, to int64, f filter) (bool, error) {
 	found := false
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		defer releaseMapped(db.bolt, tx)
+		defer func() {
+			// All the query read, so its end need not release again.
+			releaseMapped(db.bolt, tx)
+			st.mapped = 0
+		}()
 		it := newCandIter(tx, hashes, to)
 		for k, v, err := it.seek(start); ; k, v, err = it.next() {
 			if err != nil || k == nil {

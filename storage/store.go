@@ -208,10 +208,7 @@ func (db *DB) committer() {
 		if time.Since(released) >= releaseEvery {
 			// Commits read the pages they append to through the mapping.
 			released = time.Now()
-			_ = db.bolt.View(func(tx *bolt.Tx) error {
-				releaseMapped(db.bolt, tx)
-				return nil
-			})
+			db.releaseAll()
 		}
 	}
 }
