@@ -349,7 +349,7 @@ func TestPurgeKeepsFileSizeFlat(t *testing.T) {
 		day      = 1000 // seconds of a simulated day
 		perDay   = 10_000
 		keepDays = 2
-		cycles   = keepDays + 8
+		cycles   = keepDays + 12
 	)
 	clk := &testClock{}
 	db := openTestDB(t, clk)
@@ -387,9 +387,12 @@ func TestPurgeKeepsFileSizeFlat(t *testing.T) {
 		t.Fatalf("%d records kept, want %d", st.Records, keepDays*perDay)
 	}
 	// At full retention the freed pages settle into a steady pattern of
-	// reuse within a few cycles (small pages fragment a little first): the
-	// last four cycles within 8% of the one before them, and all of them
-	// within 30% of the first cycle at full retention.
+	// reuse (small pages fragment a little first): the last four cycles
+	// within 8% of the one before them, and all of them within 30% of the
+	// first cycle at full retention. The settling takes up to ten cycles
+	// and differs between runs, as bbolt's freelist hands out free pages
+	// in no fixed order: four cycles after six grew by up to 8.8%, four
+	// after ten by under 2%.
 	for _, m := range []struct {
 		what string
 		v    []int64
