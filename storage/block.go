@@ -426,6 +426,32 @@ func (r *bodyReader) uvarint() uint64 {
 	return 0
 }
 
+// skipStr reads past a string.
+func (r *bodyReader) skipStr() {
+	if r.off < len(r.s) && r.s[r.off] < 0x80 {
+		r.off += 1 + int(r.s[r.off])
+		if r.off > len(r.s) {
+			r.bad = true
+			r.off = len(r.s)
+		}
+		return
+	}
+	if n := r.uvarint(); n > uint64(len(r.s)-r.off) {
+		r.bad = true
+	} else {
+		r.off += int(n)
+	}
+}
+
+// skipVarint reads past a varint.
+func (r *bodyReader) skipVarint() {
+	if r.off < len(r.s) && r.s[r.off] < 0x80 {
+		r.off++
+		return
+	}
+	r.uvarint()
+}
+
 func (r *bodyReader) varint() int64 {
 	u := r.uvarint()
 	return int64(u>>1) ^ -int64(u&1)
@@ -509,87 +535,230 @@ func decodeBody(body string, recs []schema.Record) error {
 }
 
 // decodeMatching appends to out the records of body (count records) that f
-// matches, using recs (length count) and idx (length count) as scratch. It
-// decodes the party columns of every record but the other columns only of
-// matching records: most records of a candidate block do not match.
-func decodeMatching(body string, f filter, recs []schema.Record, idx []int32, out []schema.Record) ([]schema.Record, error) {
+// matches, using has and idx (length count each) as scratch: the presence
+// masks are read in every column, and a dense array of them stays in the
+// first-level cache where records (hundreds of bytes each) do not. For
+// a version 3 block, body is the packed body's rest and cols its UUID
+// columns; matching records' UUIDs are written to uuids (grown if needed)
+// and their strings point there, as the others point into body. Most
+// records of a candidate block do not match, so the party columns are
+// compared in place and only matching records are decoded: a block without
+// one is left after its party columns.
+func decodeMatching(body string, cols *[len(uuidFields)]packedColumn, f filter, has []schema.FieldSet, idx []int32, out []schema.Record, uuids []byte) ([]schema.Record, []byte, error) {
 	r := bodyReader{s: body}
-	for i := range recs {
-		// Only Has and the party fields are used before a record matches.
-		recs[i].Has = schema.FieldSet(r.uvarint() << 1)
-		if recs[i].Has&^schema.AllFields != 0 {
+	for i := range has {
+		has[i] = schema.FieldSet(r.uvarint() << 1)
+		if has[i]&^schema.AllFields != 0 {
 			r.bad = true
 		}
-		idx[i] = -1
 	}
-	// The columns before the parties are skipped now and decoded after.
-	var starts [schema.FClientXRoadInstance]int
+	first := r.off
 	for fl := schema.Field(1); fl < schema.FClientXRoadInstance; fl++ {
-		starts[fl] = r.off
-		decodeColumn(&r, fl, recs, idx, out)
+		skipColumn(&r, fl, has)
 	}
-	for fl := schema.FClientXRoadInstance; fl <= schema.FServiceSubsystemCode; fl++ {
-		slot := fieldSlot[fl]
-		for i := range recs {
-			if recs[i].Has.Has(fl) {
-				recs[i].Strs[slot] = r.str()
-			} else {
-				recs[i].Strs[slot] = ""
-			}
+	matchParties(&r, f, has, idx)
+	if r.bad {
+		return out, uuids, errCorrupt
+	}
+	n := 0
+	for i := range has {
+		if idx[i] == 0 {
+			idx[i] = -1
+			continue
 		}
+		idx[i] = int32(len(out))
+		out = append(out, schema.Record{Has: has[i]})
+		n++
+	}
+	if n == 0 {
+		return out, uuids, nil
+	}
+	if cols != nil && cap(uuids) < 36*len(uuidFields)*n {
+		uuids = make([]byte, 0, 36*len(uuidFields)*n)
+	}
+	uuids = uuids[:0]
+	r.off = first
+	c := 0
+	for fl := schema.Field(1); fl < schema.NumFields; fl++ {
+		if cols != nil && c < len(uuidFields) && fl == uuidFields[c] {
+			if cols[c].at != r.off {
+				return out, uuids, fmt.Errorf("%w: packed body: column offset", errCorrupt)
+			}
+			var ok bool
+			if uuids, ok = decodeUUIDColumn(&cols[c], fl, has, idx, out, uuids); !ok {
+				return out, uuids, fmt.Errorf("%w: packed body: UUID column", errCorrupt)
+			}
+			c++
+			continue
+		}
+		decodeColumn(&r, fl, has, idx, out)
 	}
 	if r.bad {
-		return out, errCorrupt
-	}
-	for i := range recs {
-		if f.match(&recs[i]) {
-			idx[i] = int32(len(out))
-			m := schema.Record{Has: recs[i].Has}
-			for fl := schema.FClientXRoadInstance; fl <= schema.FServiceSubsystemCode; fl++ {
-				m.Strs[fieldSlot[fl]] = recs[i].Strs[fieldSlot[fl]]
-			}
-			out = append(out, m)
-		}
-	}
-	rest := r.off
-	for fl := schema.Field(1); fl < schema.FClientXRoadInstance; fl++ {
-		r.off = starts[fl]
-		decodeColumn(&r, fl, recs, idx, out)
-	}
-	r.off = rest
-	for fl := schema.FServiceSubsystemCode + 1; fl < schema.NumFields; fl++ {
-		decodeColumn(&r, fl, recs, idx, out)
-	}
-	if r.bad {
-		return out, errCorrupt
+		return out, uuids, errCorrupt
 	}
 	if r.off != len(r.s) {
-		return out, fmt.Errorf("%w: trailing bytes", errCorrupt)
+		return out, uuids, fmt.Errorf("%w: trailing bytes", errCorrupt)
 	}
-	return out, nil
+	return out, uuids, nil
 }
 
-// decodeColumn reads the values of field fl of recs, storing into out[idx[i]]
-// those of records with idx[i] ≥ 0 and skipping the others.
-func decodeColumn(r *bodyReader, fl schema.Field, recs []schema.Record, idx []int32, out []schema.Record) {
+// Bits of matchParties: which of the filter's conditions a record still meets.
+const (
+	matchClient    = 1 << iota // f.assoc is its client
+	matchProvAssoc             // f.assoc is its provider
+	matchProv                  // f.prov is its provider
+)
+
+// matchParties reads the party columns and sets idx[i] to non-zero for the
+// records f matches, zero for the others.
+func matchParties(r *bodyReader, f filter, has []schema.FieldSet, idx []int32) {
+	var all int32
+	if f.assoc != nil {
+		all |= matchClient | matchProvAssoc
+	}
+	if f.prov != nil {
+		all |= matchProv
+	}
+	for i := range idx {
+		idx[i] = all
+	}
+	for k := range 4 {
+		compareColumn(r, schema.FClientXRoadInstance+schema.Field(k), has, idx, f.assoc, k, matchClient)
+	}
+	for k := range 4 {
+		fl := schema.FServiceXRoadInstance + schema.Field(k)
+		if f.prov != nil && f.assoc != nil {
+			// Both: the column is read twice, from the same start.
+			at := r.off
+			compareColumn(r, fl, has, idx, f.assoc, k, matchProvAssoc)
+			r.off = at
+		}
+		if f.prov != nil {
+			compareColumn(r, fl, has, idx, f.prov, k, matchProv)
+		} else {
+			compareColumn(r, fl, has, idx, f.assoc, k, matchProvAssoc)
+		}
+	}
+	for i := range idx {
+		m := idx[i]
+		if f.prov != nil && m&matchProv == 0 || f.assoc != nil && m&(matchClient|matchProvAssoc) == 0 {
+			idx[i] = 0
+		} else {
+			idx[i] = 1
+		}
+	}
+}
+
+// compareColumn reads the string column of fl, the k-th part of a client
+// identifier (schema.Record.matches), and clears bit in idx[i] of the
+// records whose value is not id's. A nil id only skips the column.
+func compareColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []int32, id *schema.ClientID, k int, bit int32) {
+	if id == nil {
+		skipColumn(r, fl, has)
+		return
+	}
+	want, present := id.Instance, true
+	switch k {
+	case 1:
+		want = id.MemberClass
+	case 2:
+		want = id.MemberCode
+	case 3:
+		want, present = id.Subsystem, id.HasSubsystem
+	}
+	for i := range has {
+		if !has[i].Has(fl) {
+			if present {
+				idx[i] &^= bit
+			}
+			continue
+		}
+		if s := r.str(); !present || s != want {
+			idx[i] &^= bit
+		}
+	}
+}
+
+// skipColumn reads past the values of field fl, has the records' masks.
+func skipColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet) {
+	switch fieldKind[fl] {
+	case schema.KindString:
+		for i := range has {
+			if has[i].Has(fl) {
+				r.skipStr()
+			}
+		}
+	case schema.KindBool:
+		for i := range has {
+			if has[i].Has(fl) {
+				r.off++
+			}
+		}
+		if r.off > len(r.s) {
+			r.bad = true
+			r.off = len(r.s)
+		}
+	default:
+		for i := range has {
+			if has[i].Has(fl) {
+				r.skipVarint()
+			}
+		}
+	}
+}
+
+// decodeUUIDColumn reads the packed column c of field fl, storing into
+// out[idx[i]] the values of records with idx[i] ≥ 0 (UUIDs written to uuids,
+// whose capacity must hold them all) and skipping the others.
+func decodeUUIDColumn(c *packedColumn, fl schema.Field, has []schema.FieldSet, idx []int32, out []schema.Record, uuids []byte) ([]byte, bool) {
+	slot := fieldSlot[fl]
+	v, raw, n := c.values, c.raw, 0
+	for i := range has {
+		if !has[i].Has(fl) {
+			continue
+		}
+		if n++; n > c.n || len(v) == 0 {
+			return uuids, false
+		}
+		j := idx[i]
+		if v[0] == 0 {
+			if j >= 0 {
+				at := len(uuids)
+				uuids = appendUUID(uuids, (*[16]byte)(raw))
+				out[j].Strs[slot] = unsafe.String(&uuids[at], 36)
+			}
+			raw, v = raw[16:], v[1:]
+			continue
+		}
+		l, k := binary.Uvarint(v) // checked by splitPacked
+		if j >= 0 {
+			out[j].Strs[slot] = unsafe.String(unsafe.SliceData(v[k:]), int(l-1))
+		}
+		v = v[k+int(l-1):]
+	}
+	return uuids, n == c.n
+}
+
+// decodeColumn reads the values of field fl of the records whose masks are
+// has, storing into out[idx[i]] those of records with idx[i] ≥ 0 and
+// skipping the others.
+func decodeColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []int32, out []schema.Record) {
 	slot := fieldSlot[fl]
 	switch fieldKind[fl] {
 	case schema.KindString:
-		for i := range recs {
-			if !recs[i].Has.Has(fl) {
+		for i := range has {
+			if !has[i].Has(fl) {
 				continue
 			}
 			if j := idx[i]; j >= 0 {
 				out[j].Strs[slot] = r.str()
-			} else if n := r.uvarint(); n > uint64(len(r.s)-r.off) {
-				r.bad = true
 			} else {
-				r.off += int(n)
+				r.skipStr()
 			}
 		}
 	case schema.KindBool:
-		for i := range recs {
-			if recs[i].Has.Has(fl) {
+		for i := range has {
+			if has[i].Has(fl) {
 				b := r.byte()
 				if j := idx[i]; j >= 0 {
 					out[j].Ints[slot] = int64(b & 1)
@@ -598,8 +767,8 @@ func decodeColumn(r *bodyReader, fl schema.Field, recs []schema.Record, idx []in
 		}
 	default:
 		var prev int64
-		for i := range recs {
-			if !recs[i].Has.Has(fl) {
+		for i := range has {
+			if !has[i].Has(fl) {
 				continue
 			}
 			j := idx[i]
@@ -611,10 +780,10 @@ func decodeColumn(r *bodyReader, fl schema.Field, recs []schema.Record, idx []in
 					out[j].Ints[slot] = prev
 				}
 			case j < 0:
-				r.uvarint()
+				r.skipVarint()
 			default:
 				v := r.varint()
-				if relToRequestIn(fl) && recs[i].Has.Has(schema.FRequestInTs) {
+				if relToRequestIn(fl) && has[i].Has(schema.FRequestInTs) {
 					v += out[j].Ints[slotRequestInTs]
 				}
 				out[j].Ints[slot] = v

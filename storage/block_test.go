@@ -141,6 +141,10 @@ func FuzzDecodeBlock(f *testing.F) {
 			var mw matchWorker
 			_ = mw.matchSealed(v, filter{assoc: &client})
 		}
+		if !h.sealed {
+			var mw matchWorker
+			_ = mw.match(&fetched{count: h.count, bodyLen: h.bodyLen, packed: h.packed}, h.zbody, filter{assoc: &client})
+		}
 		body, err := decompress(&h)
 		if err != nil {
 			return
@@ -186,4 +190,70 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestMatchAgreesWithDecode: a worker's match of a stored block, packed or
+// version 1, keeps exactly the records that decoding the whole block and
+// filter.match keep, with every field equal, whichever filter a query
+// sets. The records include a client without a subsystem, one with the
+// subsystem of another, missing parties and UUIDs that do not pack.
+func TestMatchAgreesWithDecode(t *testing.T) {
+	recs := schematest.Records(600, 11, 1_700_000_000_000)
+	recs = append(recs,
+		mkRec(t, "not-a-uuid", "EE/GOV/1", "EE/GOV/2/a", 5, true),
+		mkRec(t, "6f1c0a52-9a0f-4b8e-8a3c-2d1e4f5a6b7C", "EE/GOV/1/a", "EE/GOV/1", 6, false),
+		mkRec(t, "", "", "EE/GOV/1", 7, true),
+		mkRec(t, "x", "EE/GOV/1", "", 8, true))
+	recs[3].Clear(schema.FXRequestID)
+	ids := []schema.ClientID{mustID(t, "EE/GOV/1"), mustID(t, "EE/GOV/1/a"), mustID(t, "EE/GOV/2/a")}
+	for _, c := range schematest.NewDataset().Clients[:6] {
+		ids = append(ids, c)
+	}
+	var filters []filter
+	for i := range ids {
+		filters = append(filters, filter{assoc: &ids[i]}, filter{prov: &ids[i]}, filter{assoc: &ids[i], prov: &ids[(i+1)%len(ids)]})
+	}
+	var mw matchWorker
+	for _, v1 := range []bool{false, true} {
+		for lo := 0; lo < len(recs); lo += 97 {
+			blk := recs[lo:min(lo+97, len(recs))]
+			v := encodeBlock(blk)
+			if v1 {
+				v = encodeBlockV1(blk)
+			}
+			h, err := parseHeader(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := decompress(&h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := make([]schema.Record, h.count)
+			if err := decodeBody(body, all); err != nil {
+				t.Fatal(err)
+			}
+			b := &fetched{count: h.count, bodyLen: h.bodyLen, packed: h.packed}
+			for _, f := range filters {
+				var want []schema.Record
+				for i := range all {
+					if f.match(&all[i]) {
+						want = append(want, all[i])
+					}
+				}
+				mw.out = mw.out[:0]
+				if err := mw.match(b, h.zbody, f); err != nil {
+					t.Fatalf("v1 %v, block at %d: %v", v1, lo, err)
+				}
+				if len(mw.out) != len(want) {
+					t.Fatalf("v1 %v, block at %d, filter %v/%v: %d records, want %d", v1, lo, f.assoc, f.prov, len(mw.out), len(want))
+				}
+				for i := range want {
+					if mw.out[i] != want[i] {
+						t.Fatalf("v1 %v, block at %d, record %d:\n got %+v\nwant %+v", v1, lo, i, mw.out[i], want[i])
+					}
+				}
+			}
+		}
+	}
 }

@@ -115,10 +115,11 @@ func (st *queryState) releaseSome(db *bolt.DB, tx *bolt.Tx) {
 
 // matchWorker holds the buffers of one goroutine of matchRound.
 type matchWorker struct {
-	body []byte          // decompressed block, reused
-	recs []schema.Record // scratch of decodeMatching
-	idx  []int32
-	out  []schema.Record // matching records of the round
+	body  []byte            // decompressed block, reused
+	has   []schema.FieldSet // scratch of decodeMatching
+	idx   []int32
+	uuids []byte          // matching records' UUIDs (decodeMatching), reused
+	out   []schema.Record // matching records of the round
 }
 
 var queryStatePool = sync.Pool{New: func() any { return new(queryState) }}
@@ -128,7 +129,6 @@ var queryStatePool = sync.Pool{New: func() any { return new(queryState) }}
 func (st *queryState) release() {
 	clear(st.batch)
 	for i := range st.workers {
-		clear(st.workers[i].recs)
 		clear(st.workers[i].out)
 	}
 	if cap(st.zbuf) > 4*fetchMaxBytes {
@@ -191,18 +191,35 @@ func (mw *matchWorker) match(b *fetched, z []byte, f filter) error {
 	if b.sealed {
 		return mw.matchSealed(z, f)
 	}
+	h := &blockHeader{count: b.count, bodyLen: b.bodyLen, zbody: z, packed: b.packed}
+	var cols *[len(uuidFields)]packedColumn
+	var rest []byte
 	var err error
-	mw.body, err = decompressInto(mw.body, &blockHeader{count: b.count, bodyLen: b.bodyLen, zbody: z, sealed: b.sealed, packed: b.packed, crc: b.crc})
-	if err != nil {
+	if h.packed {
+		// Decoded from the packed form: the UUIDs of the records that do
+		// not match are never written out.
+		var packed, raw []byte
+		if packed, raw, err = decodePackedFrame(mw.body, h); err != nil {
+			return err
+		}
+		mw.body = packed
+		var pc [len(uuidFields)]packedColumn
+		if pc, rest, err = splitPacked(packed, raw); err != nil {
+			return err
+		}
+		cols = &pc
+	} else if mw.body, err = appendBody(mw.body[:0], h); err != nil {
 		return err
+	} else {
+		rest = mw.body
 	}
-	body := unsafe.String(unsafe.SliceData(mw.body), len(mw.body))
-	if cap(mw.recs) < b.count {
-		mw.recs = make([]schema.Record, b.count)
+	body := unsafe.String(unsafe.SliceData(rest), len(rest))
+	if cap(mw.has) < b.count {
+		mw.has = make([]schema.FieldSet, b.count)
 		mw.idx = make([]int32, b.count)
 	}
 	lo := len(mw.out)
-	mw.out, err = decodeMatching(body, f, mw.recs[:b.count], mw.idx[:b.count], mw.out)
+	mw.out, mw.uuids, err = decodeMatching(body, cols, f, mw.has[:b.count], mw.idx[:b.count], mw.out, mw.uuids)
 	for i := lo; i < len(mw.out); i++ {
 		detachStrings(&mw.out[i])
 	}

@@ -81,37 +81,50 @@ var packedBufPool = sync.Pool{New: func() any { return new([]byte) }}
 // unpackFrame decompresses a version 3 block's frame and appends the
 // unpacked body to dst.
 func unpackFrame(dst []byte, h *blockHeader) ([]byte, error) {
-	u, k := binary.Uvarint(h.zbody)
-	if k <= 0 || u%16 != 0 || u > uint64(len(h.zbody)-k) || u/16 > 2*maxBlockRecords {
-		return dst, fmt.Errorf("%w: packed UUIDs", errCorrupt)
-	}
-	raw, frame := h.zbody[k:k+int(u)], h.zbody[k+int(u):]
 	bp := packedBufPool.Get().(*[]byte)
 	defer packedBufPool.Put(bp)
-	// Packing shrinks a canonical UUID and may grow another string's
-	// length by a byte; each column adds two uvarints.
-	limit := h.bodyLen + 2*h.count + 4*binary.MaxVarintLen64
-	if cap(*bp) < limit {
-		*bp = make([]byte, 0, limit)
-	}
-	packed, err := zstdDecoder().DecodeAll(frame, (*bp)[:0:limit])
+	packed, raw, err := decodePackedFrame((*bp)[:0], h)
 	if err != nil {
-		return dst, fmt.Errorf("%w: %v", errCorrupt, err)
+		return dst, err
 	}
 	*bp = packed[:0]
 	return unpackBody(dst, packed, raw, h.bodyLen)
 }
 
-// unpackBody appends to dst the version 1 body of bodyLen bytes that packed
-// and raw (the packed UUIDs) hold.
-func unpackBody(dst, packed, raw []byte, bodyLen int) ([]byte, error) {
-	bad := func(what string) error { return fmt.Errorf("%w: packed body: %s", errCorrupt, what) }
-	type column struct {
-		at     int    // offset in rest
-		values []byte // the packed values
-		n      int
+// decodePackedFrame decompresses a version 3 block's zstd frame into dst's
+// storage (grown if needed) and returns it with the packed UUIDs, which stay
+// in h.zbody.
+func decodePackedFrame(dst []byte, h *blockHeader) (packed, raw []byte, err error) {
+	u, k := binary.Uvarint(h.zbody)
+	if k <= 0 || u%16 != 0 || u > uint64(len(h.zbody)-k) || u/16 > 2*maxBlockRecords {
+		return dst, nil, fmt.Errorf("%w: packed UUIDs", errCorrupt)
 	}
-	var cols [len(uuidFields)]column
+	raw, frame := h.zbody[k:k+int(u)], h.zbody[k+int(u):]
+	// Packing shrinks a canonical UUID and may grow another string's
+	// length by a byte; each column adds two uvarints.
+	limit := h.bodyLen + 2*h.count + 4*binary.MaxVarintLen64
+	if cap(dst) < limit {
+		dst = make([]byte, 0, limit)
+	}
+	packed, err = zstdDecoder().DecodeAll(frame, dst[:0:limit])
+	if err != nil {
+		return dst, nil, fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	return packed, raw, nil
+}
+
+// packedColumn is a UUID column of a packed body.
+type packedColumn struct {
+	at     int    // offset in rest where the column was cut out
+	values []byte // the packed values
+	raw    []byte // the packed UUIDs of its values
+	n      int    // values
+}
+
+// splitPacked checks the UUID columns of a packed body against raw, the
+// packed UUIDs, and returns them and the rest of the body.
+func splitPacked(packed, raw []byte) (cols [len(uuidFields)]packedColumn, rest []byte, err error) {
+	bad := func(what string) error { return fmt.Errorf("%w: packed body: %s", errCorrupt, what) }
 	p, nraw := 0, 0
 	uv := func() (uint64, bool) {
 		x, k := binary.Uvarint(packed[p:])
@@ -125,39 +138,51 @@ func unpackBody(dst, packed, raw []byte, bodyLen int) ([]byte, error) {
 		at, ok1 := uv()
 		n, ok2 := uv()
 		if !ok1 || !ok2 || n > maxBlockRecords {
-			return dst, bad("column header")
+			return cols, nil, bad("column header")
 		}
-		start := p
+		start, rawStart := p, nraw
 		for range n {
 			if p >= len(packed) {
-				return dst, bad("truncated value")
+				return cols, nil, bad("truncated value")
 			}
 			if packed[p] == 0 {
 				p++
 				if len(raw) < 16*(nraw+1) {
-					return dst, bad("packed UUIDs")
+					return cols, nil, bad("packed UUIDs")
 				}
 				nraw++
 			} else if l, ok := uv(); !ok || l-1 > uint64(len(packed)-p) {
-				return dst, bad("value length")
+				return cols, nil, bad("value length")
 			} else {
 				p += int(l - 1)
 			}
 			if p > len(packed) {
-				return dst, bad("truncated value")
+				return cols, nil, bad("truncated value")
 			}
 		}
-		cols[c] = column{at: int(at), values: packed[start:p], n: int(n)}
+		cols[c] = packedColumn{at: int(at), values: packed[start:p], raw: raw[16*rawStart : 16*nraw], n: int(n)}
 	}
-	rest := packed[p:]
+	if 16*nraw != len(raw) {
+		return cols, nil, bad("packed UUIDs left over")
+	}
+	return cols, packed[p:], nil
+}
+
+// unpackBody appends to dst the version 1 body of bodyLen bytes that packed
+// and raw (the packed UUIDs) hold.
+func unpackBody(dst, packed, raw []byte, bodyLen int) ([]byte, error) {
+	cols, rest, err := splitPacked(packed, raw)
+	if err != nil {
+		return dst, err
+	}
 	prev, base := 0, len(dst)
 	for _, c := range cols {
 		if c.at < prev || c.at > len(rest) {
-			return dst, bad("column offset")
+			return dst, fmt.Errorf("%w: packed body: column offset", errCorrupt)
 		}
 		dst = append(dst, rest[prev:c.at]...)
 		prev = c.at
-		v := c.values
+		v, raw := c.values, c.raw
 		for range c.n {
 			if v[0] == 0 {
 				dst = append(dst, 36)
@@ -172,11 +197,8 @@ func unpackBody(dst, packed, raw []byte, bodyLen int) ([]byte, error) {
 		}
 	}
 	dst = append(dst, rest[prev:]...)
-	if len(raw) != 0 {
-		return dst, bad("packed UUIDs left over")
-	}
 	if len(dst)-base != bodyLen {
-		return dst, bad("body length")
+		return dst, fmt.Errorf("%w: packed body: body length", errCorrupt)
 	}
 	return dst, nil
 }
