@@ -447,7 +447,7 @@ func BenchmarkMatchBlock(b *testing.B) {
 	for n := range b.N {
 		h := &heads[n%len(heads)]
 		mw.out = mw.out[:0]
-		if err := mw.match(&fetched{count: h.count, bodyLen: h.bodyLen, packed: h.packed}, h.zbody, f); err != nil {
+		if err := mw.match(&fetched{count: h.count, bodyLen: h.bodyLen, packed: h.packed, dict: h.dict}, h.zbody, f); err != nil {
 			b.Fatal(err)
 		}
 	}

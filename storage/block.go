@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"slices"
 	"sync"
@@ -98,29 +99,29 @@ func relToRequestIn(f schema.Field) bool {
 }
 
 type blockEncoder struct {
-	body    []byte
 	packed  []byte
 	raw     []byte
+	rest    []byte
+	dict    dictScratch
 	parties []uint64
 	minutes []uint64
 }
 
 var encoderPool = sync.Pool{New: func() any { return new(blockEncoder) }}
 
-// encodeBlock encodes recs (at most maxBlockRecords) as a block value.
+// encodeBlock encodes recs (at most maxBlockRecords) as a block value, of
+// version 4 (dictcols.go).
 func encodeBlock(recs []schema.Record) []byte {
 	e := encoderPool.Get().(*blockEncoder)
 	defer encoderPool.Put(e)
-	var starts [schema.NumFields + 1]int
-	body := appendColumns(e.body[:0], recs, &starts)
-	packed, raw := packBody(e.packed[:0], e.raw[:0], body, recs, &starts)
+	packed, raw, rest, bodyLen := packDict(e.packed[:0], e.raw[:0], e.rest, recs, &e.dict)
 	parties, minutes := blockKeys(recs, e.parties[:0], e.minutes[:0])
-	out := make([]byte, 0, 32+8*len(parties)+2*len(minutes)+len(raw)+len(packed)/3)
-	out = appendHeaderKeys(append(out, blockVersionPacked), len(recs), len(body), parties, minutes)
+	out := make([]byte, 0, 32+8*len(parties)+2*len(minutes)+len(raw)+len(packed)/2)
+	out = appendHeaderKeys(append(out, blockVersionDict), len(recs), bodyLen, parties, minutes)
 	out = binary.AppendUvarint(out, uint64(len(raw)))
 	out = append(out, raw...)
 	out = zstdEncoder().EncodeAll(packed, out)
-	e.body, e.packed, e.raw, e.parties, e.minutes = body, packed, raw, parties, minutes
+	e.packed, e.raw, e.rest, e.parties, e.minutes = packed, raw, rest, parties, minutes
 	return out
 }
 
@@ -185,36 +186,46 @@ func appendColumns(body []byte, recs []schema.Record, starts *[schema.NumFields 
 					body = append(body, s...)
 				}
 			}
-		case schema.KindBool:
-			for i := range recs {
-				if r := &recs[i]; r.Has.Has(f) {
-					var b byte
-					if r.Ints[slot] != 0 {
-						b = 1
-					}
-					body = append(body, b)
-				}
-			}
 		default:
-			var prev int64
-			for i := range recs {
-				r := &recs[i]
-				if !r.Has.Has(f) {
-					continue
-				}
-				v := r.Ints[slot]
-				switch {
-				case f == schema.FRequestInTs:
-					v, prev = v-prev, v
-				case relToRequestIn(f) && r.Has.Has(schema.FRequestInTs):
-					v -= r.Ints[slotRequestInTs]
-				}
-				body = binary.AppendVarint(body, v)
-			}
+			body = appendScalarColumn(body, f, recs)
 		}
 	}
 	if starts != nil {
 		starts[schema.NumFields] = len(body) - base
+	}
+	return body
+}
+
+// appendScalarColumn appends the column of f, a bool or number field, of
+// recs to body as version 1 writes it.
+func appendScalarColumn(body []byte, f schema.Field, recs []schema.Record) []byte {
+	slot := fieldSlot[f]
+	if fieldKind[f] == schema.KindBool {
+		for i := range recs {
+			if r := &recs[i]; r.Has.Has(f) {
+				var b byte
+				if r.Ints[slot] != 0 {
+					b = 1
+				}
+				body = append(body, b)
+			}
+		}
+		return body
+	}
+	var prev int64
+	for i := range recs {
+		r := &recs[i]
+		if !r.Has.Has(f) {
+			continue
+		}
+		v := r.Ints[slot]
+		switch {
+		case f == schema.FRequestInTs:
+			v, prev = v-prev, v
+		case relToRequestIn(f) && r.Has.Has(schema.FRequestInTs):
+			v -= r.Ints[slotRequestInTs]
+		}
+		body = binary.AppendVarint(body, v)
 	}
 	return body
 }
@@ -229,7 +240,8 @@ type blockHeader struct {
 	nMin    int
 	zbody   []byte // the zstd frame (version 3: the packed UUIDs, then the frame), or for a sealed block its deflate stream
 	sealed  bool   // block version 2 (seal.go); bodyLen is then its JSON's
-	packed  bool   // block version 3: zbody holds the packed body (uuidpack.go)
+	packed  bool   // block version 3 or 4: zbody holds the packed body (uuidpack.go)
+	dict    bool   // block version 4: the packed body's string columns are dictionaries (dictcols.go)
 	crc     uint32 // sealed: CRC-32 (IEEE) of the JSON
 	tagW    int    // sealed: bytes per tag
 	tags    []byte // sealed: 2 tags per record (seal.go)
@@ -242,7 +254,8 @@ func parseHeader(v []byte) (blockHeader, error) {
 		return h, fmt.Errorf("%w: unknown block version", errCorrupt)
 	}
 	h.sealed = v[0] == blockVersionSealed
-	h.packed = v[0] == blockVersionPacked
+	h.packed = v[0] == blockVersionPacked || v[0] == blockVersionDict
+	h.dict = v[0] == blockVersionDict
 	p := 1
 	uv := func() uint64 {
 		if p < 0 {
@@ -405,6 +418,42 @@ type bodyReader struct {
 	s   string
 	off int
 	bad bool
+	tab []string // the dictionary column read last (dictcols.go)
+	// Set by decodeMatching: how many records have each field, and the
+	// matching records (indexes).
+	present *[schema.NumFields]int
+	matched []int32
+}
+
+// count returns how many of the records, whose masks are has, have fl.
+func (r *bodyReader) count(fl schema.Field, has []schema.FieldSet) int {
+	if r.present != nil {
+		return r.present[fl]
+	}
+	n := 0
+	for i := range has {
+		if has[i].Has(fl) {
+			n++
+		}
+	}
+	return n
+}
+
+// countPresent sets present[f] to how many of the records whose masks are
+// has have field f. Records of a block mostly share a few masks, so it
+// counts runs of equal masks.
+func countPresent(has []schema.FieldSet, present *[schema.NumFields]int) {
+	*present = [schema.NumFields]int{}
+	for i := 0; i < len(has); {
+		j := i + 1
+		for j < len(has) && has[j] == has[i] {
+			j++
+		}
+		for m := uint64(has[i]); m != 0; m &= m - 1 {
+			present[bits.TrailingZeros64(m)] += j - i
+		}
+		i = j
+	}
 }
 
 func (r *bodyReader) uvarint() uint64 {
@@ -534,72 +583,86 @@ func decodeBody(body string, recs []schema.Record) error {
 	return nil
 }
 
-// decodeMatching appends to out the records of body (count records) that f
-// matches, using has and idx (length count each) as scratch: the presence
-// masks are read in every column, and a dense array of them stays in the
-// first-level cache where records (hundreds of bytes each) do not. For
-// a version 3 block, body is the packed body's rest and cols its UUID
-// columns; matching records' UUIDs are written to uuids (grown if needed)
-// and their strings point there, as the others point into body. Most
-// records of a candidate block do not match, so the party columns are
+// decodeMatching appends to mw.out the records of body (count records) that
+// f matches, using mw.has and mw.idx as scratch: the presence masks are read
+// in every column, and a dense array of them stays in the first-level cache
+// where records (hundreds of bytes each) do not. For a version 3 or 4
+// block, body is the packed body's rest and cols its UUID columns (dict: its
+// string columns are dictionaries); matching records' UUIDs are written to
+// mw.uuids and their strings point there, as the others point into body.
+// Most records of a candidate block do not match, so the party columns are
 // compared in place and only matching records are decoded: a block without
 // one is left after its party columns.
-func decodeMatching(body string, cols *[len(uuidFields)]packedColumn, f filter, has []schema.FieldSet, idx []int32, out []schema.Record, uuids []byte) ([]schema.Record, []byte, error) {
-	r := bodyReader{s: body}
+func (mw *matchWorker) decodeMatching(body string, cols *[len(uuidFields)]packedColumn, dict bool, f filter, count int) error {
+	if cap(mw.has) < count {
+		mw.has = make([]schema.FieldSet, count)
+		mw.idx = make([]int32, count)
+	}
+	has, idx := mw.has[:count], mw.idx[:count]
+	r := bodyReader{s: body, tab: mw.tab}
+	defer func() { clear(r.tab); mw.tab = r.tab[:0] }()
 	for i := range has {
 		has[i] = schema.FieldSet(r.uvarint() << 1)
 		if has[i]&^schema.AllFields != 0 {
 			r.bad = true
 		}
 	}
+	if dict {
+		countPresent(has, &mw.present)
+		r.present = &mw.present
+	}
 	first := r.off
 	for fl := schema.Field(1); fl < schema.FClientXRoadInstance; fl++ {
-		skipColumn(&r, fl, has)
+		skipColumn(&r, fl, has, dict)
 	}
-	matchParties(&r, f, has, idx)
+	matchParties(&r, f, has, idx, dict)
 	if r.bad {
-		return out, uuids, errCorrupt
+		return fmt.Errorf("%w: parties", errCorrupt)
 	}
-	n := 0
+	matched := mw.matched[:0]
 	for i := range has {
 		if idx[i] == 0 {
 			idx[i] = -1
 			continue
 		}
-		idx[i] = int32(len(out))
-		out = append(out, schema.Record{Has: has[i]})
-		n++
+		idx[i] = int32(len(mw.out))
+		mw.out = append(mw.out, schema.Record{Has: has[i]})
+		matched = append(matched, int32(i))
 	}
+	mw.matched = matched
+	n := len(matched)
 	if n == 0 {
-		return out, uuids, nil
+		return nil
 	}
-	if cols != nil && cap(uuids) < 36*len(uuidFields)*n {
-		uuids = make([]byte, 0, 36*len(uuidFields)*n)
+	r.matched = matched
+	if cols != nil && cap(mw.uuids) < 36*len(uuidFields)*n {
+		mw.uuids = make([]byte, 0, 36*len(uuidFields)*n)
 	}
-	uuids = uuids[:0]
+	uuids := mw.uuids[:0]
+	defer func() { mw.uuids = uuids }()
 	r.off = first
 	c := 0
 	for fl := schema.Field(1); fl < schema.NumFields; fl++ {
 		if cols != nil && c < len(uuidFields) && fl == uuidFields[c] {
 			if cols[c].at != r.off {
-				return out, uuids, fmt.Errorf("%w: packed body: column offset", errCorrupt)
+				return fmt.Errorf("%w: packed body: column offset", errCorrupt)
 			}
 			var ok bool
-			if uuids, ok = decodeUUIDColumn(&cols[c], fl, has, idx, out, uuids); !ok {
-				return out, uuids, fmt.Errorf("%w: packed body: UUID column", errCorrupt)
+			if uuids, ok = decodeUUIDColumn(&cols[c], fl, has, idx, mw.out, uuids); !ok {
+				return fmt.Errorf("%w: packed body: UUID column", errCorrupt)
 			}
 			c++
 			continue
 		}
-		decodeColumn(&r, fl, has, idx, out)
+		decodeColumn(&r, fl, has, idx, mw.out, dict)
 	}
 	if r.bad {
-		return out, uuids, errCorrupt
+		return fmt.Errorf("%w: columns", errCorrupt)
 	}
 	if r.off != len(r.s) {
-		return out, uuids, fmt.Errorf("%w: trailing bytes", errCorrupt)
+		return fmt.Errorf("%w: trailing bytes", errCorrupt)
 	}
-	return out, uuids, nil
+	return nil
 }
 
 // Bits of matchParties: which of the filter's conditions a record still meets.
@@ -611,7 +674,7 @@ const (
 
 // matchParties reads the party columns and sets idx[i] to non-zero for the
 // records f matches, zero for the others.
-func matchParties(r *bodyReader, f filter, has []schema.FieldSet, idx []int32) {
+func matchParties(r *bodyReader, f filter, has []schema.FieldSet, idx []int32, dict bool) {
 	var all int32
 	if f.assoc != nil {
 		all |= matchClient | matchProvAssoc
@@ -623,20 +686,20 @@ func matchParties(r *bodyReader, f filter, has []schema.FieldSet, idx []int32) {
 		idx[i] = all
 	}
 	for k := range 4 {
-		compareColumn(r, schema.FClientXRoadInstance+schema.Field(k), has, idx, f.assoc, k, matchClient)
+		compareColumn(r, schema.FClientXRoadInstance+schema.Field(k), has, idx, f.assoc, k, matchClient, dict)
 	}
 	for k := range 4 {
 		fl := schema.FServiceXRoadInstance + schema.Field(k)
 		if f.prov != nil && f.assoc != nil {
 			// Both: the column is read twice, from the same start.
 			at := r.off
-			compareColumn(r, fl, has, idx, f.assoc, k, matchProvAssoc)
+			compareColumn(r, fl, has, idx, f.assoc, k, matchProvAssoc, dict)
 			r.off = at
 		}
 		if f.prov != nil {
-			compareColumn(r, fl, has, idx, f.prov, k, matchProv)
+			compareColumn(r, fl, has, idx, f.prov, k, matchProv, dict)
 		} else {
-			compareColumn(r, fl, has, idx, f.assoc, k, matchProvAssoc)
+			compareColumn(r, fl, has, idx, f.assoc, k, matchProvAssoc, dict)
 		}
 	}
 	for i := range idx {
@@ -652,9 +715,9 @@ func matchParties(r *bodyReader, f filter, has []schema.FieldSet, idx []int32) {
 // compareColumn reads the string column of fl, the k-th part of a client
 // identifier (schema.Record.matches), and clears bit in idx[i] of the
 // records whose value is not id's. A nil id only skips the column.
-func compareColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []int32, id *schema.ClientID, k int, bit int32) {
+func compareColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []int32, id *schema.ClientID, k int, bit int32, dict bool) {
 	if id == nil {
-		skipColumn(r, fl, has)
+		skipColumn(r, fl, has, dict)
 		return
 	}
 	want, present := id.Instance, true
@@ -665,6 +728,27 @@ func compareColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []
 		want = id.MemberCode
 	case 3:
 		want, present = id.Subsystem, id.HasSubsystem
+	}
+	if dict && r.dictTable() {
+		// Each distinct value is compared once.
+		var ok [4]uint64 // bit e: value e is want
+		for e, s := range r.tab {
+			if present && s == want {
+				ok[e>>6] |= 1 << (e & 63)
+			}
+		}
+		for i := range has {
+			if !has[i].Has(fl) {
+				if present {
+					idx[i] &^= bit
+				}
+				continue
+			}
+			if e := r.dictIndex(); ok[e>>6]&(1<<(e&63)) == 0 {
+				idx[i] &^= bit
+			}
+		}
+		return
 	}
 	for i := range has {
 		if !has[i].Has(fl) {
@@ -680,9 +764,16 @@ func compareColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []
 }
 
 // skipColumn reads past the values of field fl, has the records' masks.
-func skipColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet) {
+func skipColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, dict bool) {
 	switch fieldKind[fl] {
 	case schema.KindString:
+		if dict && r.dictTable() {
+			if r.off += r.count(fl, has); r.off > len(r.s) {
+				r.bad = true
+				r.off = len(r.s)
+			}
+			return
+		}
 		for i := range has {
 			if has[i].Has(fl) {
 				r.skipStr()
@@ -742,10 +833,54 @@ func decodeUUIDColumn(c *packedColumn, fl schema.Field, has []schema.FieldSet, i
 // decodeColumn reads the values of field fl of the records whose masks are
 // has, storing into out[idx[i]] those of records with idx[i] ≥ 0 and
 // skipping the others.
-func decodeColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []int32, out []schema.Record) {
+func decodeColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []int32, out []schema.Record, dict bool) {
 	slot := fieldSlot[fl]
 	switch fieldKind[fl] {
 	case schema.KindString:
+		if dict && r.dictTable() {
+			start, n := r.off, r.count(fl, has)
+			if n > len(r.s)-start {
+				r.bad = true
+				return
+			}
+			if r.matched != nil {
+				// A matching record's index byte is found from the masks
+				// alone, without reading the other records' (directly when
+				// every record has the field).
+				last, pos := -1, start
+				for _, i := range r.matched {
+					if n == len(has) {
+						pos = start + int(i)
+					} else {
+						for last++; last < int(i); last++ {
+							if has[last].Has(fl) {
+								pos++
+							}
+						}
+						if !has[i].Has(fl) {
+							continue
+						}
+					}
+					e := int(r.s[pos])
+					if e >= len(r.tab) {
+						r.bad = true
+						return
+					}
+					out[idx[i]].Strs[slot] = r.tab[e]
+					pos++
+				}
+				r.off = start + n
+				return
+			}
+			for i := range has {
+				if has[i].Has(fl) {
+					if e := r.dictIndex(); idx[i] >= 0 {
+						out[idx[i]].Strs[slot] = r.tab[e]
+					}
+				}
+			}
+			return
+		}
 		for i := range has {
 			if !has[i].Has(fl) {
 				continue

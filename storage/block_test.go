@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -120,6 +121,7 @@ func FuzzDecodeBlock(f *testing.F) {
 	f.Add(encodeBlock([]schema.Record{mkRec(f, "1", "EE/GOV/1/a", "EE/GOV/2", 5, true)}))
 	f.Add(encodeBlock(schematest.Records(20, 1, 0)))
 	f.Add(encodeBlockV1(schematest.Records(20, 1, 0)))
+	f.Add(encodeBlockV3(schematest.Records(20, 1, 0)))
 	var sb sealBuf
 	sealed, _, ok, err := sb.encodeSealed(schematest.Records(6, 1, 0), 77)
 	if err != nil || !ok {
@@ -143,7 +145,7 @@ func FuzzDecodeBlock(f *testing.F) {
 		}
 		if !h.sealed {
 			var mw matchWorker
-			_ = mw.match(&fetched{count: h.count, bodyLen: h.bodyLen, packed: h.packed}, h.zbody, filter{assoc: &client})
+			_ = mw.match(&fetched{count: h.count, bodyLen: h.bodyLen, packed: h.packed, dict: h.dict}, h.zbody, filter{assoc: &client})
 		}
 		body, err := decompress(&h)
 		if err != nil {
@@ -192,8 +194,8 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 }
 
-// TestMatchAgreesWithDecode: a worker's match of a stored block, packed or
-// version 1, keeps exactly the records that decoding the whole block and
+// TestMatchAgreesWithDecode: a worker's match of a stored block, of each
+// stored version, keeps exactly the records that decoding the whole block and
 // filter.match keep, with every field equal, whichever filter a query
 // sets. The records include a client without a subsystem, one with the
 // subsystem of another, missing parties and UUIDs that do not pack.
@@ -205,6 +207,11 @@ func TestMatchAgreesWithDecode(t *testing.T) {
 		mkRec(t, "", "", "EE/GOV/1", 7, true),
 		mkRec(t, "x", "EE/GOV/1", "", 8, true))
 	recs[3].Clear(schema.FXRequestID)
+	for i := range 150 {
+		// More distinct values than a dictionary holds: the plain column.
+		recs[i].SetStr(schema.FRestPath, fmt.Sprintf("/api/items/%d", i))
+		recs[i].SetStr(schema.FClientMemberCode, fmt.Sprintf("%d", i%70))
+	}
 	ids := []schema.ClientID{mustID(t, "EE/GOV/1"), mustID(t, "EE/GOV/1/a"), mustID(t, "EE/GOV/2/a")}
 	for _, c := range schematest.NewDataset().Clients[:6] {
 		ids = append(ids, c)
@@ -214,12 +221,12 @@ func TestMatchAgreesWithDecode(t *testing.T) {
 		filters = append(filters, filter{assoc: &ids[i]}, filter{prov: &ids[i]}, filter{assoc: &ids[i], prov: &ids[(i+1)%len(ids)]})
 	}
 	var mw matchWorker
-	for _, v1 := range []bool{false, true} {
+	for version, encode := range map[int]func([]schema.Record) []byte{4: encodeBlock, 3: encodeBlockV3, 1: encodeBlockV1} {
 		for lo := 0; lo < len(recs); lo += 97 {
 			blk := recs[lo:min(lo+97, len(recs))]
-			v := encodeBlock(blk)
-			if v1 {
-				v = encodeBlockV1(blk)
+			v := encode(blk)
+			if int(v[0]) != version {
+				t.Fatalf("version %d, want %d", v[0], version)
 			}
 			h, err := parseHeader(v)
 			if err != nil {
@@ -233,7 +240,7 @@ func TestMatchAgreesWithDecode(t *testing.T) {
 			if err := decodeBody(body, all); err != nil {
 				t.Fatal(err)
 			}
-			b := &fetched{count: h.count, bodyLen: h.bodyLen, packed: h.packed}
+			b := &fetched{count: h.count, bodyLen: h.bodyLen, packed: h.packed, dict: h.dict}
 			for _, f := range filters {
 				var want []schema.Record
 				for i := range all {
@@ -243,14 +250,14 @@ func TestMatchAgreesWithDecode(t *testing.T) {
 				}
 				mw.out = mw.out[:0]
 				if err := mw.match(b, h.zbody, f); err != nil {
-					t.Fatalf("v1 %v, block at %d: %v", v1, lo, err)
+					t.Fatalf("version %d, block at %d: %v", version, lo, err)
 				}
 				if len(mw.out) != len(want) {
-					t.Fatalf("v1 %v, block at %d, filter %v/%v: %d records, want %d", v1, lo, f.assoc, f.prov, len(mw.out), len(want))
+					t.Fatalf("version %d, block at %d, filter %v/%v: %d records, want %d", version, lo, f.assoc, f.prov, len(mw.out), len(want))
 				}
 				for i := range want {
 					if mw.out[i] != want[i] {
-						t.Fatalf("v1 %v, block at %d, record %d:\n got %+v\nwant %+v", v1, lo, i, mw.out[i], want[i])
+						t.Fatalf("version %d, block at %d, record %d:\n got %+v\nwant %+v", version, lo, i, mw.out[i], want[i])
 					}
 				}
 			}

@@ -52,7 +52,8 @@ var ErrClosed = errors.New("database closed")
 
 // Format of the database file, stored in the meta bucket. Version 2 has
 // the sparse party index, version 3 sealed blocks (seal.go), version 4
-// packed blocks (uuidpack.go), version 5 spacers (spacer.go). Files of an
+// packed blocks (uuidpack.go), version 5 spacers (spacer.go), version 6
+// dictionary columns (dictcols.go). Files of an
 // older version are valid files of the current one (a version 1 index has
 // an entry for every block; blocks and keys of the versions they lack are
 // simply absent) and are upgraded by rewriting the version, which stops
@@ -60,7 +61,7 @@ var ErrClosed = errors.New("database closed")
 // the background.
 const (
 	formatName    = "opmond-db"
-	formatVersion = 5
+	formatVersion = 6
 )
 
 var (
@@ -225,7 +226,7 @@ func initBuckets(tx *bolt.Tx) error {
 		f := string(meta.Get(metaFormat))
 		switch {
 		case f == formatString():
-		case f == formatName+" 1", f == formatName+" 2", f == formatName+" 3", f == formatName+" 4":
+		case f == formatName+" 1", f == formatName+" 2", f == formatName+" 3", f == formatName+" 4", f == formatName+" 5":
 			if err := meta.Put(metaFormat, []byte(formatString())); err != nil {
 				return err
 			}

@@ -334,7 +334,7 @@ func TestOpenRejectsForeignFormats(t *testing.T) {
 	}{
 		{"newer version", func(tx *bolt.Tx) error {
 			b, _ := tx.CreateBucket(bucketMeta)
-			return b.Put(metaFormat, []byte("opmond-db 6"))
+			return b.Put(metaFormat, []byte("opmond-db 7"))
 		}, "not supported"},
 		{"other bbolt database", func(tx *bolt.Tx) error {
 			_, err := tx.CreateBucket([]byte("widgets"))

@@ -80,7 +80,8 @@ type fetched struct {
 	bodyLen  int
 	zlo, zhi int
 	sealed   bool // zbuf[zlo:zhi] holds a sealed block's value, its stream from slo
-	packed   bool // zbuf[zlo:zhi] holds a version 3 block's frame
+	packed   bool // zbuf[zlo:zhi] holds a version 3 or 4 block's frame
+	dict     bool // version 4
 	slo      int
 	crc      uint32 // sealed: the CRC-32 of its JSON
 	w        int
@@ -115,11 +116,14 @@ func (st *queryState) releaseSome(db *bolt.DB, tx *bolt.Tx) {
 
 // matchWorker holds the buffers of one goroutine of matchRound.
 type matchWorker struct {
-	body  []byte            // decompressed block, reused
-	has   []schema.FieldSet // scratch of decodeMatching
-	idx   []int32
-	uuids []byte          // matching records' UUIDs (decodeMatching), reused
-	out   []schema.Record // matching records of the round
+	body    []byte            // decompressed block, reused
+	has     []schema.FieldSet // scratch of decodeMatching
+	idx     []int32
+	uuids   []byte   // matching records' UUIDs (decodeMatching), reused
+	tab     []string // a dictionary column's values (decodeMatching)
+	matched []int32
+	present [schema.NumFields]int
+	out     []schema.Record // matching records of the round
 }
 
 var queryStatePool = sync.Pool{New: func() any { return new(queryState) }}
@@ -191,7 +195,7 @@ func (mw *matchWorker) match(b *fetched, z []byte, f filter) error {
 	if b.sealed {
 		return mw.matchSealed(z, f)
 	}
-	h := &blockHeader{count: b.count, bodyLen: b.bodyLen, zbody: z, packed: b.packed}
+	h := &blockHeader{count: b.count, bodyLen: b.bodyLen, zbody: z, packed: b.packed, dict: b.dict}
 	var cols *[len(uuidFields)]packedColumn
 	var rest []byte
 	var err error
@@ -214,12 +218,8 @@ func (mw *matchWorker) match(b *fetched, z []byte, f filter) error {
 		rest = mw.body
 	}
 	body := unsafe.String(unsafe.SliceData(rest), len(rest))
-	if cap(mw.has) < b.count {
-		mw.has = make([]schema.FieldSet, b.count)
-		mw.idx = make([]int32, b.count)
-	}
 	lo := len(mw.out)
-	mw.out, mw.uuids, err = decodeMatching(body, cols, f, mw.has[:b.count], mw.idx[:b.count], mw.out, mw.uuids)
+	err = mw.decodeMatching(body, cols, h.dict, f, b.count)
 	for i := lo; i < len(mw.out); i++ {
 		detachStrings(&mw.out[i])
 	}
@@ -442,7 +442,7 @@ func (db *DB) fetch(st *queryState, hashes []uint64, start blockKey, lim fetchLi
 			if raw {
 				zlo := len(zbuf)
 				zbuf = append(zbuf, h.zbody...)
-				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf), packed: h.packed})
+				out = append(out, fetched{ts: ts, count: h.count, bodyLen: h.bodyLen, zlo: zlo, zhi: len(zbuf), packed: h.packed, dict: h.dict})
 				continue
 			}
 			inValue := len(h.zbody)

@@ -36,50 +36,14 @@ var uuidFields = [...]schema.Field{schema.FMessageID, schema.FXRequestID}
 
 // storedVersion reports whether a block version is a stored (columnar)
 // form, as opposed to sealed.
-func storedVersion(v byte) bool { return v == blockVersion || v == blockVersionPacked }
-
-// packBody appends to dst the packed form of body, the version 1 body of
-// recs whose column of field f starts at starts[f] (appendColumns), and to
-// raw the packed UUIDs.
-func packBody(dst, raw, body []byte, recs []schema.Record, starts *[schema.NumFields + 1]int) ([]byte, []byte) {
-	cut := 0 // bytes cut out of body before the current column
-	for _, f := range uuidFields {
-		dst = binary.AppendUvarint(dst, uint64(starts[f]-cut))
-		cut += starts[f+1] - starts[f]
-		slot := fieldSlot[f]
-		n := 0
-		for i := range recs {
-			if recs[i].Has.Has(f) {
-				n++
-			}
-		}
-		dst = binary.AppendUvarint(dst, uint64(n))
-		for i := range recs {
-			if !recs[i].Has.Has(f) {
-				continue
-			}
-			s := recs[i].Strs[slot]
-			if u, ok := parseUUID(s); ok {
-				dst = append(dst, 0)
-				raw = append(raw, u[:]...)
-				continue
-			}
-			dst = binary.AppendUvarint(dst, uint64(len(s))+1)
-			dst = append(dst, s...)
-		}
-	}
-	prev := 0
-	for _, f := range uuidFields {
-		dst = append(dst, body[prev:starts[f]]...)
-		prev = starts[f+1]
-	}
-	return append(dst, body[prev:]...), raw
+func storedVersion(v byte) bool {
+	return v == blockVersion || v == blockVersionPacked || v == blockVersionDict
 }
 
 var packedBufPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// unpackFrame decompresses a version 3 block's frame and appends the
-// unpacked body to dst.
+// unpackFrame decompresses a version 3 or 4 block's frame and appends the
+// unpacked (version 1) body to dst.
 func unpackFrame(dst []byte, h *blockHeader) ([]byte, error) {
 	bp := packedBufPool.Get().(*[]byte)
 	defer packedBufPool.Put(bp)
@@ -88,8 +52,29 @@ func unpackFrame(dst []byte, h *blockHeader) ([]byte, error) {
 		return dst, err
 	}
 	*bp = packed[:0]
-	return unpackBody(dst, packed, raw, h.bodyLen)
+	if !h.dict {
+		return unpackBody(dst, packed, raw, h.bodyLen)
+	}
+	cols, rest, err := splitPacked(packed, raw)
+	if err != nil {
+		return dst, err
+	}
+	ds := dictReadPool.Get().(*dictRead)
+	defer dictReadPool.Put(ds)
+	if cap(ds.has) < h.count {
+		ds.has = make([]schema.FieldSet, h.count)
+	}
+	dst, ds.tab, err = expandDict(dst, rest, &cols, ds.has[:h.count], h.bodyLen, ds.tab)
+	return dst, err
 }
+
+// dictRead is the scratch of expanding a version 4 body.
+type dictRead struct {
+	has []schema.FieldSet
+	tab []string
+}
+
+var dictReadPool = sync.Pool{New: func() any { return new(dictRead) }}
 
 // decodePackedFrame decompresses a version 3 block's zstd frame into dst's
 // storage (grown if needed) and returns it with the packed UUIDs, which stay
@@ -101,8 +86,12 @@ func decodePackedFrame(dst []byte, h *blockHeader) (packed, raw []byte, err erro
 	}
 	raw, frame := h.zbody[k:k+int(u)], h.zbody[k+int(u):]
 	// Packing shrinks a canonical UUID and may grow another string's
-	// length by a byte; each column adds two uvarints.
+	// length by a byte; each column adds two uvarints. A dictionary column
+	// adds a mode byte and at most an index byte per record.
 	limit := h.bodyLen + 2*h.count + 4*binary.MaxVarintLen64
+	if h.dict {
+		limit += (h.count + 1) * schema.NumFields
+	}
 	if cap(dst) < limit {
 		dst = make([]byte, 0, limit)
 	}
@@ -182,19 +171,7 @@ func unpackBody(dst, packed, raw []byte, bodyLen int) ([]byte, error) {
 		}
 		dst = append(dst, rest[prev:c.at]...)
 		prev = c.at
-		v, raw := c.values, c.raw
-		for range c.n {
-			if v[0] == 0 {
-				dst = append(dst, 36)
-				dst = appendUUID(dst, (*[16]byte)(raw))
-				raw, v = raw[16:], v[1:]
-				continue
-			}
-			l, k := binary.Uvarint(v)
-			dst = binary.AppendUvarint(dst, l-1)
-			dst = append(dst, v[k:k+int(l-1)]...)
-			v = v[k+int(l-1):]
-		}
+		dst = appendUUIDValues(dst, &c)
 	}
 	dst = append(dst, rest[prev:]...)
 	if len(dst)-base != bodyLen {

@@ -2,10 +2,10 @@ package storage
 
 import (
 	"context"
-	"slices"
-
+	"encoding/binary"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +14,63 @@ import (
 	"github.com/opmond/opmond/schema"
 	"github.com/opmond/opmond/schema/schematest"
 )
+
+// packBody appends to dst the packed form of body, the version 1 body of
+// recs whose column of field f starts at starts[f] (appendColumns), and to
+// raw the packed UUIDs.
+func packBody(dst, raw, body []byte, recs []schema.Record, starts *[schema.NumFields + 1]int) ([]byte, []byte) {
+	cut := 0 // bytes cut out of body before the current column
+	for _, f := range uuidFields {
+		dst, raw, _ = appendUUIDColumn(dst, raw, starts[f]-cut, f, recs)
+		cut += starts[f+1] - starts[f]
+	}
+	prev := 0
+	for _, f := range uuidFields {
+		dst = append(dst, body[prev:starts[f]]...)
+		prev = starts[f+1]
+	}
+	return append(dst, body[prev:]...), raw
+}
+
+// rewriteBlocks returns a transaction that rewrites every block as encode
+// writes it, as an older opmond wrote them.
+func rewriteBlocks(encode func([]schema.Record) []byte) func(tx *bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketBlocks)
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			h, err := parseHeader(v)
+			if err != nil {
+				return err
+			}
+			body, err := decompress(&h)
+			if err != nil {
+				return err
+			}
+			blk := make([]schema.Record, h.count)
+			if err := decodeBody(body, blk); err != nil {
+				return err
+			}
+			if err := b.Put(slices.Clone(k), encode(blk)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// encodeBlockV3 encodes recs as a version 3 block, as opmond wrote them
+// before the dictionary columns.
+func encodeBlockV3(recs []schema.Record) []byte {
+	var starts [schema.NumFields + 1]int
+	body := appendColumns(nil, recs, &starts)
+	packed, raw := packBody(nil, nil, body, recs, &starts)
+	parties, minutes := blockKeys(recs, nil, nil)
+	out := appendHeaderKeys([]byte{blockVersionPacked}, len(recs), len(body), parties, minutes)
+	out = binary.AppendUvarint(out, uint64(len(raw)))
+	out = append(out, raw...)
+	return zstdEncoder().EncodeAll(packed, out)
+}
 
 // encodeBlockV1 encodes recs as a version 1 block, as opmond wrote them
 // before version 3: such blocks stay readable.
@@ -58,12 +115,12 @@ func TestPackedBlockRoundTrip(t *testing.T) {
 		if n == 0 {
 			recs = schematest.Records(100, 9, 0) // the realistic case
 		}
-		for _, v := range [][]byte{encodeBlock(recs), encodeBlockV1(recs)} {
+		for _, v := range [][]byte{encodeBlock(recs), encodeBlockV3(recs), encodeBlockV1(recs)} {
 			h, err := parseHeader(v)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if h.packed != (v[0] == blockVersionPacked) {
+			if h.packed != (v[0] != blockVersion) || h.dict != (v[0] == blockVersionDict) {
 				t.Fatalf("version %d: packed %v", v[0], h.packed)
 			}
 			body, err := decompress(&h)
@@ -81,6 +138,42 @@ func TestPackedBlockRoundTrip(t *testing.T) {
 				t.Fatalf("version %d: round trip differs:\n got %+v\nwant %+v", v[0], got, recs)
 			}
 		}
+	}
+}
+
+// TestVersion5FileWithVersion3Blocks: a file of format version 5, whose
+// blocks are of version 3, opens as version 6; its blocks answer queries as
+// the records are, next to version 4 blocks stored after the upgrade, and
+// are sealed.
+func TestVersion5FileWithVersion3Blocks(t *testing.T) {
+	recs := schematest.Records(3000, 6, 1_700_000_000_000)
+	for i := range recs {
+		recs[i].SetInt(schema.FMonitoringDataTs, int64(1000+i/100))
+	}
+	rewrite := rewriteBlocks(encodeBlockV3)
+	clk := &testClock{t: 5000}
+	db := oldFile(t, recs[:2000], 100, "opmond-db 5", rewrite, Options{Now: clk.Now})
+	if err := db.Import(context.Background(), recs[2000:]); err != nil {
+		t.Fatal(err)
+	}
+	versions := map[byte]int{}
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBlocks).ForEach(func(_, v []byte) error { versions[v[0]]++; return nil })
+	})
+	if versions[blockVersionPacked] == 0 || versions[blockVersionDict] == 0 {
+		t.Fatalf("block versions %v: want both 3 and 4", versions)
+	}
+	ds := schematest.NewDataset()
+	queries := []Query{{From: 0, To: 5000, Max: 1000}, {From: 0, To: 5000, Max: 10000, Associated: &ds.Clients[1]},
+		{From: 0, To: 5000, Max: 10000, Provider: &ds.Clients[0]}}
+	for _, q := range queries {
+		checkQuery(t, db, recs, q)
+	}
+	if n, err := db.SealPending(context.Background()); err != nil || n == 0 {
+		t.Fatalf("sealing: %d, %v", n, err)
+	}
+	for _, q := range queries {
+		checkQuery(t, db, recs, q)
 	}
 }
 
@@ -137,28 +230,7 @@ func TestOpenUpgradesVersion3(t *testing.T) {
 		recs[i].SetInt(schema.FMonitoringDataTs, int64(1000+i/300))
 	}
 	// Every block rewritten as version 1.
-	rewrite := func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketBlocks)
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			h, err := parseHeader(v)
-			if err != nil || !h.packed {
-				t.Fatalf("block %x: %v, packed %v", k, err, h.packed)
-			}
-			body, err := decompress(&h)
-			if err != nil {
-				return err
-			}
-			blk := make([]schema.Record, h.count)
-			if err := decodeBody(body, blk); err != nil {
-				return err
-			}
-			if err := b.Put(slices.Clone(k), encodeBlockV1(blk)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	rewrite := rewriteBlocks(encodeBlockV1)
 	clk := &testClock{t: 5000}
 	db := oldFile(t, recs, 100, "opmond-db 3", rewrite, Options{Now: clk.Now})
 	c := schematest.NewDataset().Clients[1]
