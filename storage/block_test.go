@@ -213,9 +213,7 @@ func TestMatchAgreesWithDecode(t *testing.T) {
 		recs[i].SetStr(schema.FClientMemberCode, fmt.Sprintf("%d", i%70))
 	}
 	ids := []schema.ClientID{mustID(t, "EE/GOV/1"), mustID(t, "EE/GOV/1/a"), mustID(t, "EE/GOV/2/a")}
-	for _, c := range schematest.NewDataset().Clients[:6] {
-		ids = append(ids, c)
-	}
+	ids = append(ids, schematest.NewDataset().Clients[:6]...)
 	var filters []filter
 	for i := range ids {
 		filters = append(filters, filter{assoc: &ids[i]}, filter{prov: &ids[i]}, filter{assoc: &ids[i], prov: &ids[(i+1)%len(ids)]})
