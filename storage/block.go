@@ -35,7 +35,8 @@ import (
 //
 // The header lets purge remove index entries without decompressing.
 // Version 3 (uuidpack.go) has the same header and body, the body packed;
-// version 2 is a sealed block (seal.go).
+// version 4 (dictcols.go), which Store writes, is version 3 with its string
+// columns as dictionaries; version 2 is a sealed block (seal.go).
 const blockVersion = 1
 
 // maxBlockRecords bounds a block so that a filtered query never decodes a
