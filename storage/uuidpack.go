@@ -99,7 +99,9 @@ func decodePackedFrame(dst []byte, h *blockHeader) (packed, raw []byte, err erro
 	if err != nil {
 		return dst, nil, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
-	return packed, raw, nil
+	// The limit is this block's: the buffer keeps its whole capacity for the
+	// next one, which a smaller block's limit would have taken from it.
+	return dst[:len(packed)], raw, nil
 }
 
 // packedColumn is a UUID column of a packed body.
