@@ -442,18 +442,34 @@ func (r *bodyReader) count(fl schema.Field, has []schema.FieldSet) int {
 
 // countPresent sets present[f] to how many of the records whose masks are
 // has have field f. Records of a block mostly share a few masks, so it
-// counts runs of equal masks.
+// counts the distinct masks first.
 func countPresent(has []schema.FieldSet, present *[schema.NumFields]int) {
 	*present = [schema.NumFields]int{}
-	for i := 0; i < len(has); {
-		j := i + 1
-		for j < len(has) && has[j] == has[i] {
-			j++
+	add := func(m schema.FieldSet, n int) {
+		for b := uint64(m & schema.AllFields); b != 0; b &= b - 1 {
+			present[bits.TrailingZeros64(b)] += n
 		}
-		for m := uint64(has[i]); m != 0; m &= m - 1 {
-			present[bits.TrailingZeros64(m)] += j - i
+	}
+	var masks [8]schema.FieldSet
+	var counts [8]int
+	n := 0
+	for _, m := range has {
+		k := 0
+		for k < n && masks[k] != m {
+			k++
 		}
-		i = j
+		if k == n {
+			if n == len(masks) {
+				add(m, 1)
+				continue
+			}
+			masks[n] = m
+			n++
+		}
+		counts[k]++
+	}
+	for k := range n {
+		add(masks[k], counts[k])
 	}
 }
 
@@ -607,6 +623,9 @@ func (mw *matchWorker) decodeMatching(body string, cols *[len(uuidFields)]packed
 		if has[i]&^schema.AllFields != 0 {
 			r.bad = true
 		}
+	}
+	if r.bad {
+		return fmt.Errorf("%w: presence masks", errCorrupt)
 	}
 	if dict {
 		countPresent(has, &mw.present)
@@ -875,7 +894,7 @@ func decodeColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []i
 			}
 			for i := range has {
 				if has[i].Has(fl) {
-					if e := r.dictIndex(); idx[i] >= 0 {
+					if e := r.dictIndex(); idx[i] >= 0 && !r.bad {
 						out[idx[i]].Strs[slot] = r.tab[e]
 					}
 				}

@@ -183,7 +183,8 @@ func (r *bodyReader) dictTable() bool {
 	return true
 }
 
-// dictIndex reads a record's index into the table read last.
+// dictIndex reads a record's index into the table read last; on a bad
+// index it sets r.bad, and the index it returns must not be used.
 func (r *bodyReader) dictIndex() int {
 	k := int(r.byte())
 	if k >= len(r.tab) {
@@ -226,11 +227,15 @@ func expandDict(dst []byte, rest []byte, cols *[len(uuidFields)]packedColumn, ha
 			continue
 		}
 		for i := range has {
-			if has[i].Has(f) {
-				s := r.tab[r.dictIndex()]
-				dst = binary.AppendUvarint(dst, uint64(len(s)))
-				dst = append(dst, s...)
+			if !has[i].Has(f) {
+				continue
 			}
+			e := r.dictIndex()
+			if r.bad {
+				break
+			}
+			dst = binary.AppendUvarint(dst, uint64(len(r.tab[e])))
+			dst = append(dst, r.tab[e]...)
 		}
 	}
 	clear(r.tab)
