@@ -119,11 +119,11 @@ type matchWorker struct {
 	body    []byte            // decompressed block, reused
 	has     []schema.FieldSet // scratch of decodeMatching
 	idx     []int32
-	uuids   []byte   // matching records' UUIDs (decodeMatching), reused
-	tab     []string // a dictionary column's values (decodeMatching)
-	matched []int32
-	present [schema.NumFields]int
-	out     []schema.Record // matching records of the round
+	uuids   []byte                // matching records' UUIDs (decodeMatching), reused
+	tab     []string              // a dictionary column's values (decodeMatching)
+	matched []int32               // indexes of a block's matching records
+	present [schema.NumFields]int // how many of a block's records have each field
+	out     []schema.Record       // matching records of the round
 }
 
 var queryStatePool = sync.Pool{New: func() any { return new(queryState) }}
