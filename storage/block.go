@@ -177,22 +177,27 @@ func appendColumns(body []byte, recs []schema.Record, starts *[schema.NumFields 
 		if starts != nil {
 			starts[f] = len(body) - base
 		}
-		slot := fieldSlot[f]
-		switch fieldKind[f] {
-		case schema.KindString:
-			for i := range recs {
-				if r := &recs[i]; r.Has.Has(f) {
-					s := r.Strs[slot]
-					body = binary.AppendUvarint(body, uint64(len(s)))
-					body = append(body, s...)
-				}
-			}
-		default:
+		if fieldKind[f] == schema.KindString {
+			body = appendStringColumn(body, f, recs)
+		} else {
 			body = appendScalarColumn(body, f, recs)
 		}
 	}
 	if starts != nil {
 		starts[schema.NumFields] = len(body) - base
+	}
+	return body
+}
+
+// appendStringColumn appends the column of f, a string field, of recs to
+// body as version 1 writes it.
+func appendStringColumn(body []byte, f schema.Field, recs []schema.Record) []byte {
+	slot := fieldSlot[f]
+	for i := range recs {
+		if r := &recs[i]; r.Has.Has(f) {
+			body = binary.AppendUvarint(body, uint64(len(r.Strs[slot])))
+			body = append(body, r.Strs[slot]...)
+		}
 	}
 	return body
 }

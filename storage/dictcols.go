@@ -139,14 +139,7 @@ func appendDictColumn(rest []byte, f schema.Field, recs []schema.Record, ds *dic
 		ix = append(ix, byte(k))
 	}
 	if plain {
-		rest = append(rest, 0)
-		for i := range recs {
-			if recs[i].Has.Has(f) {
-				s := recs[i].Strs[slot]
-				rest = binary.AppendUvarint(rest, uint64(len(s)))
-				rest = append(rest, s...)
-			}
-		}
+		rest = appendStringColumn(append(rest, 0), f, recs)
 	} else {
 		rest = append(rest, byte(len(tab)+1))
 		for _, s := range tab {
