@@ -857,7 +857,8 @@ func decodeUUIDColumn(c *packedColumn, fl schema.Field, has []schema.FieldSet, i
 
 // decodeColumn reads the values of field fl of the records whose masks are
 // has, storing into out[idx[i]] those of records with idx[i] ≥ 0 and
-// skipping the others.
+// skipping the others; a dictionary column (dict) reads only those of
+// r.matched.
 func decodeColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []int32, out []schema.Record, dict bool) {
 	slot := fieldSlot[fl]
 	switch fieldKind[fl] {
@@ -868,42 +869,32 @@ func decodeColumn(r *bodyReader, fl schema.Field, has []schema.FieldSet, idx []i
 				r.bad = true
 				return
 			}
-			if r.matched != nil {
-				// A matching record's index byte is found from the masks
-				// alone, without reading the other records' (directly when
-				// every record has the field).
-				last, pos := -1, start
-				for _, i := range r.matched {
-					if n == len(has) {
-						pos = start + int(i)
-					} else {
-						for last++; last < int(i); last++ {
-							if has[last].Has(fl) {
-								pos++
-							}
-						}
-						if !has[i].Has(fl) {
-							continue
+			// A matching record's index byte is found from the masks alone,
+			// without reading the other records' (directly when every record
+			// has the field).
+			last, pos := -1, start
+			for _, i := range r.matched {
+				if n == len(has) {
+					pos = start + int(i)
+				} else {
+					for last++; last < int(i); last++ {
+						if has[last].Has(fl) {
+							pos++
 						}
 					}
-					e := int(r.s[pos])
-					if e >= len(r.tab) {
-						r.bad = true
-						return
-					}
-					out[idx[i]].Strs[slot] = r.tab[e]
-					pos++
-				}
-				r.off = start + n
-				return
-			}
-			for i := range has {
-				if has[i].Has(fl) {
-					if e := r.dictIndex(); idx[i] >= 0 && !r.bad {
-						out[idx[i]].Strs[slot] = r.tab[e]
+					if !has[i].Has(fl) {
+						continue
 					}
 				}
+				e := int(r.s[pos])
+				if e >= len(r.tab) {
+					r.bad = true
+					return
+				}
+				out[idx[i]].Strs[slot] = r.tab[e]
+				pos++
 			}
+			r.off = start + n
 			return
 		}
 		for i := range has {

@@ -207,14 +207,9 @@ func expandDict(dst []byte, rest []byte, cols *[len(uuidFields)]packedColumn, ha
 			c++
 			continue
 		}
-		start := r.off
-		if fieldKind[f] != schema.KindString {
-			skipColumn(&r, f, has, false)
-			dst = append(dst, rest[start:r.off]...)
-			continue
-		}
-		if !r.dictTable() {
-			start = r.off
+		if fieldKind[f] != schema.KindString || !r.dictTable() {
+			// As version 1 has it (a plain string column after its mode byte).
+			start := r.off
 			skipColumn(&r, f, has, false)
 			dst = append(dst, rest[start:r.off]...)
 			continue
